@@ -1,0 +1,36 @@
+"""Exceptions that the CLI turns into one-line messages and exit codes."""
+
+
+class DerainError(Exception):
+    """Base class: an error the user can act on. str(e) is a complete one-line message."""
+
+    exit_code = 1
+
+
+class UsageError(DerainError):
+    """The command line or API call asks for something impossible."""
+
+    exit_code = 2
+
+
+class ImageError(DerainError):
+    """An input image cannot be read or an output image cannot be written."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class ModelError(DerainError):
+    """A model name is unknown, or its weights cannot be loaded into its architecture."""
+
+
+class WeightsError(DerainError):
+    """Weights are missing, corrupt or cannot be downloaded."""
+
+
+class DeviceError(DerainError):
+    """An explicitly requested device is not available."""
+
+    exit_code = 2
