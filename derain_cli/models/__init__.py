@@ -30,7 +30,17 @@ def build(arch: str, **config: Any):
 
 def resolve(name: str | None) -> ResolvedModel:
     """Look up ``arch:variant`` (or ``arch``, or None for the built-in default)."""
-    return REGISTRY.resolve(name or default_model_name())
+    if not name:
+        default = default_model_name()
+        if default.split(":")[0] not in REGISTRY.architectures():
+            from ..errors import ModelError
+
+            raise ModelError(
+                f"the built-in default model ({default}) is not part of this build yet; "
+                "choose a model with -m NAME (see `derain models list`)"
+            )
+        return REGISTRY.resolve(default)
+    return REGISTRY.resolve(name)
 
 
 def load_state_dict_strict(module, state: dict, source: str = "weights") -> None:

@@ -1,0 +1,230 @@
+"""`derain bench`: PSNR/SSIM and speed of models against ground truth, as the papers report them.
+
+Images are paired by file name (exact name first, then by stem when the extensions differ) or by
+sorted order. Unmatched files are reported, never guessed. Each model runs whole-image where the
+image fits in memory, as the papers did; outputs are clamped and rounded to 8 bits before scoring.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import imaging
+from .api import Derainer, iter_images
+from .errors import UsageError
+
+
+@dataclass
+class Pairing:
+    pairs: list[tuple[Path, Path]]
+    unmatched_inputs: list[Path] = field(default_factory=list)
+    unmatched_targets: list[Path] = field(default_factory=list)
+
+
+def pair_images(input_dir: Path, gt_dir: Path, mode: str = "name") -> Pairing:
+    inputs = list(iter_images(input_dir, recursive=False))
+    targets = list(iter_images(gt_dir, recursive=False))
+    if not inputs:
+        raise UsageError(f"{input_dir}: no images found")
+    if not targets:
+        raise UsageError(f"{gt_dir}: no images found")
+    if mode == "sorted":
+        n = min(len(inputs), len(targets))
+        return Pairing(list(zip(inputs[:n], targets[:n])), inputs[n:], targets[n:])
+    if mode != "name":
+        raise UsageError(f"unknown --pair {mode!r}: use 'name' or 'sorted'")
+    by_name = {t.name: t for t in targets}
+    by_stem: dict[str, list[Path]] = {}
+    for t in targets:
+        by_stem.setdefault(t.stem, []).append(t)
+    pairs, unmatched, used = [], [], set()
+    for src in inputs:
+        gt = by_name.get(src.name)
+        if gt is None and len(by_stem.get(src.stem, [])) == 1:
+            gt = by_stem[src.stem][0]
+        if gt is None or gt in used:
+            unmatched.append(src)
+            continue
+        used.add(gt)
+        pairs.append((src, gt))
+    return Pairing(pairs, unmatched, [t for t in targets if t not in used])
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread; ``peak_mb`` after the block."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def current_bytes() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                import os
+
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return 0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current_bytes())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.peak = self.current_bytes()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current_bytes())
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if len(finite) == len(values) else float("inf")
+
+
+def benchmark(
+    input_dir,
+    gt_dir,
+    models: list[str],
+    *,
+    pair: str = "name",
+    convention: str = "restormer",
+    save_dir=None,
+    device: str = "auto",
+    precision: str = "auto",
+    tile="auto",
+    max_pixels: Optional[int] = imaging.DEFAULT_MAX_PIXELS,
+    on_progress: Optional[Callable[[str], None]] = None,
+) -> dict:
+    """Score the rainy inputs and every model against the ground truth; returns the JSON report."""
+    from .metrics import CONVENTIONS, score, to_uint8
+
+    if convention not in CONVENTIONS:
+        raise UsageError(f"unknown --metric {convention!r}: use {' or '.join(CONVENTIONS)}")
+    input_dir, gt_dir = Path(input_dir), Path(gt_dir)
+    pairing = pair_images(input_dir, gt_dir, pair)
+    if not pairing.pairs:
+        raise UsageError(f"no input in {input_dir} has a ground truth in {gt_dir} (try --pair sorted)")
+    say = on_progress or (lambda _msg: None)
+
+    loaded = []
+    for src, gt_path in pairing.pairs:
+        rainy = imaging.read_image(src, max_pixels=max_pixels)
+        gt = imaging.read_image(gt_path, max_pixels=max_pixels)
+        if rainy.rgb.shape != gt.rgb.shape:
+            raise UsageError(f"{src.name}: input is {rainy.size[0]}x{rainy.size[1]} but {gt_path.name} "
+                             f"is {gt.size[0]}x{gt.size[1]}")
+        loaded.append((src, rainy, to_uint8(gt.rgb)))
+
+    images = []
+    for src, rainy, gt8 in loaded:
+        p, s = score(to_uint8(rainy.rgb), gt8, convention)
+        images.append({"name": src.name, "psnr": p, "ssim": s})
+    report = {
+        "metric": convention,
+        "pairs": len(loaded),
+        "unmatched_inputs": [p.name for p in pairing.unmatched_inputs],
+        "unmatched_targets": [p.name for p in pairing.unmatched_targets],
+        "input": {"psnr": _mean(i["psnr"] for i in images), "ssim": _mean(i["ssim"] for i in images),
+                  "images": images},
+        "models": [],
+    }
+
+    for name in models:
+        if name.lower() == "none":
+            continue
+        derainer = Derainer(name, device=device, precision=precision, tile=tile, max_pixels=max_pixels)
+        say(f"loading {derainer.name}")
+        derainer.load()
+        _warm_up(derainer)
+        from .device import peak_memory_mb, reset_peak_memory
+
+        reset_peak_memory(derainer.device)
+        per_image, total_seconds, total_mp = [], 0.0, 0.0
+        with PeakRSS() as rss:
+            for src, rainy, gt8 in loaded:
+                say(f"{derainer.name}: {src.name}")
+                start = time.perf_counter()
+                out = derainer.derain_rgb(rainy.rgb, prefer_whole=True)
+                _sync(derainer.device)
+                seconds = time.perf_counter() - start
+                total_seconds += seconds
+                total_mp += rainy.rgb.shape[0] * rainy.rgb.shape[1] / 1e6
+                p, s = score(to_uint8(out), gt8, convention)
+                per_image.append({"name": src.name, "psnr": p, "ssim": s, "seconds": round(seconds, 4)})
+                if save_dir:
+                    folder = Path(save_dir) / derainer.name.replace(":", "_")
+                    folder.mkdir(parents=True, exist_ok=True)
+                    imaging.write_image(folder / f"{src.stem}.png", out, like=rainy, format="png")
+        peak = peak_memory_mb(derainer.device) if derainer.device.type == "cuda" else rss.peak_mb
+        report["models"].append({
+            "model": derainer.name,
+            "device": str(derainer.device),
+            "psnr": _mean(i["psnr"] for i in per_image),
+            "ssim": _mean(i["ssim"] for i in per_image),
+            "seconds_per_image": total_seconds / len(per_image),
+            "megapixels_per_second": total_mp / total_seconds if total_seconds > 0 else None,
+            "peak_memory_mb": round(peak, 1),
+            "images": per_image,
+        })
+        del derainer
+    return report
+
+
+def _warm_up(derainer: Derainer) -> None:
+    """One small pass so one-time start-up costs do not count against the first image."""
+    import numpy as np
+
+    m = max(derainer.model.contract.size_multiple, derainer.model.contract.min_size, 1)
+    side = max(32, -(-32 // m) * m)
+    derainer.derain_rgb(np.full((side, side, 3), 0.5, np.float32), prefer_whole=True)
+    _sync(derainer.device)
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def write_csv(report: dict, path) -> None:
+    """One row per (model, image) with the input's scores alongside."""
+    import csv
+
+    from .imaging import atomic_write_bytes
+
+    inputs = {i["name"]: i for i in report["input"]["images"]}
+    rows = [["model", "image", "psnr", "ssim", "seconds", "input_psnr", "input_ssim"]]
+    for name, item in inputs.items():
+        rows.append(["input", name, item["psnr"], item["ssim"], "", item["psnr"], item["ssim"]])
+    for model in report["models"]:
+        for item in model["images"]:
+            base = inputs[item["name"]]
+            rows.append([model["model"], item["name"], item["psnr"], item["ssim"], item["seconds"],
+                         base["psnr"], base["ssim"]])
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    atomic_write_bytes(Path(path), buf.getvalue().encode())

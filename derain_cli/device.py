@@ -1,0 +1,129 @@
+"""Device and precision choice.
+
+``auto`` picks CUDA, then Apple's MPS, then the CPU. A device the user names explicitly must
+exist: a missing one is an error, never a silent fallback to another device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .errors import DeviceError, UsageError
+
+DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def choose_device(spec: str = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a torch.device that exists on this machine."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not mps_available():
+            raise DeviceError("device 'mps' requested but Apple MPS is not available on this machine")
+        return torch.device("mps")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {spec!r} requested but CUDA is not available "
+                f"(torch {torch.__version__} {'has no CUDA support' if torch.version.cuda is None else 'found no GPU'})"
+            )
+        if spec.startswith("cuda:"):
+            index_text = spec.split(":", 1)[1]
+            if not index_text.isdigit():
+                raise UsageError(f"bad device {spec!r}: expected {DEVICE_CHOICES}")
+            index = int(index_text)
+            if index >= torch.cuda.device_count():
+                raise DeviceError(
+                    f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+                )
+            return torch.device("cuda", index)
+        return torch.device("cuda")
+    raise UsageError(f"bad device {spec!r}: expected {DEVICE_CHOICES}")
+
+
+def choose_dtype(precision: str, device: torch.device, half_safe: bool = True) -> torch.dtype:
+    """fp32 on CPU; on a GPU ``auto`` means bf16 where supported (else fp16) for half-safe models."""
+    precision = (precision or "auto").lower()
+    if precision not in PRECISIONS:
+        raise UsageError(f"bad precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        if precision != "fp32" and device.type == "cpu":
+            raise UsageError(f"precision {precision} needs a GPU; on the CPU derain runs in fp32")
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UsageError("this GPU does not support bf16; use --precision fp16 or fp32")
+        return _DTYPES[precision]
+    if device.type == "cpu" or not half_safe:
+        return torch.float32
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16  # mps
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads: DERAIN_THREADS, else the number of cores (capped at 8)."""
+    if threads is None:
+        env = os.environ.get("DERAIN_THREADS")
+        threads = int(env) if env and env.isdigit() else min(8, os.cpu_count() or 1)
+    threads = max(1, threads)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+@dataclass
+class DeviceInfo:
+    name: str
+    kind: str
+    memory_gb: float | None
+    detail: str = ""
+
+
+def describe_devices() -> list[DeviceInfo]:
+    """What `derain doctor` prints: every device torch can use here."""
+    out = [DeviceInfo(name="cpu", kind="cpu", memory_gb=None, detail=f"{os.cpu_count()} cores")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            out.append(
+                DeviceInfo(name=f"cuda:{i}", kind="cuda", memory_gb=p.total_memory / 2**30,
+                           detail=f"{p.name}, compute {p.major}.{p.minor}")
+            )
+    if mps_available():
+        out.append(DeviceInfo(name="mps", kind="mps", memory_gb=None, detail="Apple Metal"))
+    return out
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process on ``device``: CUDA allocator peak, else peak RSS (Linux/macOS)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    except (ImportError, OSError):  # pragma: no cover - Windows
+        return float("nan")

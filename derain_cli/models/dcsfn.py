@@ -1,0 +1,284 @@
+"""DCSFN: Deep Cross-scale Fusion Network for single image rain removal (ACM MM 2020).
+
+Three sub-networks work on the image at full, half and quarter resolution. Each is a dense chain of
+inner-scale connection blocks (convolutions at 1, 1/2, 1/4 and 1/8 scale fused coarse to fine); the
+sub-networks exchange information through convolutional GRUs, first coarse to fine, then fine to
+coarse, and a merge head predicts the rain layer that is subtracted from the input. Parameter names
+follow the authors' release so that their checkpoints load unchanged.
+
+The network takes BGR in [0, 1] at any size of at least 32 x 32 and returns the derained image.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter
+
+
+def _conv_lrelu(cin: int, cout: int, k: int) -> nn.Sequential:
+    """Conv2d (same padding, bias) followed by LeakyReLU(0.2); keys ``0.weight``, ``0.bias``."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=(k - 1) // 2), nn.LeakyReLU(0.2))
+
+
+def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Nearest resize (floor-index, like the legacy ``F.upsample``) to ``size`` (H, W)."""
+    if x.shape[-2:] == size:
+        return x
+    return F.interpolate(x, size=size, mode="nearest")
+
+
+class InnerScaleBlock(nn.Module):
+    """Inner-scale connection block: convs at 1/8, 1/4, 1/2 and 1 scale, fused coarse to fine."""
+
+    def __init__(self, channel: int, conv_num: int):
+        super().__init__()
+        for name in ("scale1", "scale2", "scale4", "scale8"):
+            setattr(self, name, nn.Sequential(*[_conv_lrelu(channel, channel, 3) for _ in range(conv_num)]))
+        self.fusion84 = _conv_lrelu(2 * channel, channel, 1)
+        self.fusion42 = _conv_lrelu(2 * channel, channel, 1)
+        self.fusion21 = _conv_lrelu(2 * channel, channel, 1)
+        self.fusion_all = _conv_lrelu(4 * channel, channel, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        s8 = self.scale8(F.max_pool2d(x, 8))
+        f4 = F.max_pool2d(x, 4)
+        s4 = self.scale4(self.fusion84(torch.cat([f4, _resize(s8, f4.shape[-2:])], 1)))
+        f2 = F.max_pool2d(x, 2)
+        s2 = self.scale2(self.fusion42(torch.cat([f2, _resize(s4, f2.shape[-2:])], 1)))
+        s1 = self.scale1(self.fusion21(torch.cat([x, _resize(s2, size)], 1)))
+        fused = torch.cat([s1, _resize(s2, size), _resize(s4, size), _resize(s8, size)], 1)
+        return x + self.fusion_all(fused)
+
+
+class DenseStack:
+    """The growing channel concatenation [x, t0, t1, ...] of a densely connected chain.
+
+    Without autograd the maps are written into one preallocated tensor, so the concatenation of
+    the first k maps is a view instead of a fresh copy per step; with autograd it is ``torch.cat``.
+    """
+
+    def __init__(self, first: torch.Tensor, capacity: int):
+        self.channel = first.shape[1]
+        self.count = 0
+        self.parts: list[torch.Tensor] = []
+        self.buffer: Optional[torch.Tensor] = None
+        if not torch.is_grad_enabled():
+            n, c, h, w = first.shape
+            self.buffer = first.new_empty(n, c * capacity, h, w)
+        self.put(0, first)
+
+    def put(self, slot: int, t: torch.Tensor) -> None:
+        """Store ``t`` in ``slot`` (slots are filled in order; a filled slot may be overwritten)."""
+        if self.buffer is not None:
+            self.buffer[:, slot * self.channel : (slot + 1) * self.channel] = t
+        elif slot < len(self.parts):
+            self.parts[slot] = t
+        else:
+            self.parts.append(t)
+        self.count = max(self.count, slot + 1)
+
+    def get(self, slot: int) -> torch.Tensor:
+        if self.buffer is not None:
+            return self.buffer[:, slot * self.channel : (slot + 1) * self.channel]
+        return self.parts[slot]
+
+    def concat(self, count: int) -> torch.Tensor:
+        """The first ``count`` slots along the channels."""
+        if self.buffer is not None:
+            return self.buffer[:, : count * self.channel]
+        return torch.cat(self.parts[:count], 1)
+
+
+class Encoder(nn.Module):
+    """Dense chain of inner-scale blocks; ``conv1x1[u]`` fuses the input and the first u+1 block outputs."""
+
+    def __init__(self, channel: int, num_units: int, conv_num: int):
+        super().__init__()
+        self.units = nn.ModuleList(InnerScaleBlock(channel, conv_num) for _ in range(num_units))
+        self.conv1x1 = nn.ModuleList(_conv_lrelu((u + 2) * channel, channel, 1) for u in range(num_units))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, DenseStack]:
+        """Return the chain's output and its stack, whose slot u+1 holds block u's output."""
+        stack = DenseStack(x, len(self.units) + 1)
+        out = x
+        for u, (unit, fuse) in enumerate(zip(self.units, self.conv1x1)):
+            stack.put(u + 1, unit(out))
+            out = fuse(stack.concat(u + 2))
+        return out, stack
+
+
+class Decoder(Encoder):
+    """Like the encoder, but block u sees its input plus the encoder's block-u output."""
+
+    def forward(self, x: torch.Tensor, stack: DenseStack) -> torch.Tensor:  # type: ignore[override]
+        """Decode ``x``; ``stack`` is the encoder's and is overwritten in place (its maps are read first)."""
+        stack.put(0, x)
+        out = x
+        for u, (unit, fuse) in enumerate(zip(self.units, self.conv1x1)):
+            stack.put(u + 1, unit(out + stack.get(u + 1)))
+            out = fuse(stack.concat(u + 2))
+        return out
+
+
+class ConvGRU(nn.Module):
+    """Convolutional GRU cell (3x3 convs); the new state, after LeakyReLU(0.2), is also the output."""
+
+    def __init__(self, channel: int):
+        super().__init__()
+        for name in ("conv_xz", "conv_xr", "conv_xn", "conv_hz", "conv_hr", "conv_hn"):
+            setattr(self, name, nn.Conv2d(channel, channel, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, h: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if h is None:
+            # Without a state only conv_xz and conv_xn are used (the others still hold weights).
+            h = torch.sigmoid(self.conv_xz(x)) * torch.tanh(self.conv_xn(x))
+        else:
+            z = torch.sigmoid(self.conv_xz(x) + self.conv_hz(h))
+            r = torch.sigmoid(self.conv_xr(x) + self.conv_hr(h))
+            n = torch.tanh(self.conv_xn(x) + self.conv_hn(r * h))
+            h = (1 - z) * h + z * n
+        return F.leaky_relu(h, 0.2)
+
+
+class DCSFN(nn.Module):
+    """DCSFN (the authors' ``Multi_model_fusion_learning``). Keyword arguments mirror the authors'
+    ``settings.py`` and default to the released network; only the released structure (GRU fusion,
+    cross-scale on, multi-model, four scales per block) is implemented.
+
+    ``forward(x)`` takes BGR in [0, 1], N x 3 x H x W with H, W >= 32, and returns the derained image.
+    """
+
+    def __init__(
+        self,
+        channel: int = 20,
+        Num_encoder: int = 16,
+        uint: str = "GRU",
+        cross_scale: bool = True,
+        Net_cross: bool = True,
+        single: bool = False,
+        conv_num: int = 4,
+        scale_num: int = 4,
+    ):
+        super().__init__()
+        # cross_scale is declared by the authors' settings but read by nothing; accepted for symmetry.
+        if uint != "GRU" or not Net_cross or single or scale_num != 4:
+            raise ValueError(
+                "only the released DCSFN structure is implemented (uint='GRU', Net_cross=True, single=False, "
+                f"scale_num=4); got uint={uint!r}, Net_cross={Net_cross}, single={single}, scale_num={scale_num}"
+            )
+        c = channel
+        self.convert = _conv_lrelu(3, c, 3)
+        self.encoder_scale1 = Encoder(c, Num_encoder, conv_num)
+        self.encoder_scale2 = Encoder(c, Num_encoder, conv_num)
+        self.encoder_scale4 = Encoder(c, Num_encoder, conv_num)
+        self.fusion_1_2_1 = _conv_lrelu(2 * c, c, 1)
+        self.fusion_1_2_2 = _conv_lrelu(2 * c, c, 1)  # LSTM-only in the release; kept for its weights
+        self.fusion_2_2_1 = _conv_lrelu(2 * c, c, 1)
+        self.fusion_2_2_2 = _conv_lrelu(2 * c, c, 1)  # LSTM-only in the release; kept for its weights
+        self.decoder_scale1 = Decoder(c, Num_encoder, conv_num)
+        self.decoder_scale2 = Decoder(c, Num_encoder, conv_num)
+        self.decoder_scale4 = Decoder(c, Num_encoder, conv_num)
+        self.rec1_1 = ConvGRU(c)
+        self.rec1_2 = ConvGRU(c)
+        self.rec1_4 = ConvGRU(c)
+        self.rec2_1 = ConvGRU(c)
+        self.rec2_2 = ConvGRU(c)
+        self.rec2_4 = ConvGRU(c)
+        self.merge = nn.Sequential(nn.Conv2d(3 * c, 3, 1), nn.LeakyReLU(0.2), nn.Conv2d(3, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h < 32 or w < 32:
+            raise ValueError(f"DCSFN needs H and W of at least 32, got {h}x{w}")
+        f1 = self.convert(x)
+        s1 = f1.shape[-2:]
+        e1, stack1 = self.encoder_scale1(f1)
+        f2 = F.max_pool2d(f1, 2)
+        s2 = f2.shape[-2:]
+        e2, stack2 = self.encoder_scale2(f2)
+        f4 = F.max_pool2d(f1, 4)
+        s4 = f4.shape[-2:]
+        del f1, f2
+        e4, stack4 = self.encoder_scale4(f4)
+        # Pass 1, coarse to fine.
+        c4 = self.rec1_4(e4)
+        c2 = self.rec1_2(e2, _resize(c4, s2))
+        c1 = self.rec1_1(e1, self.fusion_1_2_1(torch.cat([_resize(c2, s1), _resize(c4, s1)], 1)))
+        # Pass 2, fine to coarse.
+        d1 = self.rec2_1(c1)
+        d2 = self.rec2_2(c2, _resize(d1, s2))
+        d4 = self.rec2_4(c4, self.fusion_2_2_1(torch.cat([_resize(d1, s4), _resize(d2, s4)], 1)))
+        o1 = self.decoder_scale1(d1, stack1)
+        o2 = self.decoder_scale2(d2, stack2)
+        o4 = self.decoder_scale4(d4, stack4)
+        rain = self.merge(torch.cat([o1, _resize(o2, s1), _resize(o4, s1)], 1))
+        return x - rain
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+_BAIDU = "https://pan.baidu.com/s/19GO38UnOlMKcDToGJyNwvw"
+
+ARCHITECTURE = Architecture(
+    name="dcsfn",
+    title="DCSFN",
+    builder=DCSFN,
+    default_config=dict(
+        channel=20, Num_encoder=16, uint="GRU", cross_scale=True, Net_cross=True, single=False,
+        conv_num=4, scale_num=4,
+    ),
+    contract=Contract(
+        channels="BGR", value_range=(0.0, 1.0), size_multiple=1, pad_mode="reflect", min_size=32,
+        global_context=False, tile=None, bytes_per_pixel=3600, half_precision=True,
+    ),
+    paper=(
+        "Cong Wang, Xiaoying Xing, Yutong Wu, Zhixun Su, Junyang Chen: DCSFN: Deep Cross-scale Fusion "
+        "Network for Single Image Rain Removal. ACM International Conference on Multimedia (ACM MM), "
+        "2020, pp. 1643-1651"
+    ),
+    url="https://github.com/Ohraincu/DCSFN",
+    licence="unstated",
+    description=(
+        "Three dense sub-networks (full, 1/2, 1/4 scale) fused across scales by convolutional GRUs "
+        "(6.45 M parameters); all releases share one layout."
+    ),
+    default_variant="rain100h",
+    adapter=default_adapter,
+)
+
+# (variant, dataset folder in the authors' Baidu share, training set)
+_RELEASES = [
+    ("rain100h", "Rain100H", "Rain100H (Yang et al., heavy synthetic rain)"),
+    ("rain100l", "Rain100L", "Rain100L (Yang et al., light synthetic rain)"),
+    ("rain1200", "Rain1200", "Rain1200 / DID-MDN (Zhang and Patel, three rain densities)"),
+]
+
+MODELS = [
+    ModelEntry(
+        arch="dcsfn",
+        variant=variant,
+        trained_on=trained_on,
+        description=f"The authors' {folder} checkpoint. All DCSFN releases share one layout, so the "
+        "variant is taken from the name you import under, not from the file.",
+        source=WeightSource(
+            kind="manual",
+            filename=f"dcsfn-{variant}.pth",
+            page=_BAIDU,
+            password="c3ri",
+            instructions=(
+                f"In the authors' BaiduYun share open the {folder} folder and download 'latest_net' from its "
+                f"models folder (the checkpoint the authors' test scripts use; 'net_<n>_epoch' files are "
+                f"earlier snapshots); then run `derain models import dcsfn:{variant} latest_net`."
+            ),
+        ),
+    )
+    for variant, folder, trained_on in _RELEASES
+]

@@ -1,0 +1,361 @@
+"""The training loop: AdamW with warm-up and cosine decay, EMA weights, mixed precision, validation,
+CSV log and progress chart, and checkpoints that resume exactly.
+
+A run directory holds ``config.json``, ``checkpoint.pt`` (the latest state: model, EMA, optimizer,
+scheduler, gradient scaler, step, numpy and torch RNG states), ``log.csv`` and ``progress.png``.
+Training happens in the product's space (RGB in [0, 1]): the network is fed through a
+differentiable copy of ``ModelRunner``'s conversions, so any registered architecture trains under
+its own input contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from .. import models
+from ..errors import UsageError
+from ..models.registry import Contract
+from ..models.runner import ModelRunner, pad_to_multiple, select_output
+from .config import TrainConfig
+from .data import Sources, TrainSampler, validation_set
+from .losses import restoration_loss
+from .plot import plot_progress
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+LOG = "log.csv"
+PLOT = "progress.png"
+LOG_FIELDS = ["step", "lr", "loss", "charbonnier", "ssim_loss", "val_psnr", "val_ssim", "elapsed_s"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    finished: bool  # reached cfg.steps (False: stopped early, resumable)
+    val_psnr: Optional[float]
+    val_ssim: Optional[float]
+
+
+def product_forward(module: torch.nn.Module, contract: Contract, x: torch.Tensor) -> torch.Tensor:
+    """Differentiable ``ModelRunner.__call__``: RGB [0, 1] in, RGB [0, 1]-scale out, same size."""
+    runner = ModelRunner(module, contract)
+    h, w = x.shape[-2:]
+    z, (left, _r, top, _b) = pad_to_multiple(runner.to_model_space(x), contract)
+    y = select_output(module(z), contract, z)
+    return runner.from_model_space(y[..., top : top + h, left : left + w])
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr / lr at cfg.steps."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    floor = cfg.min_lr / cfg.lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _cpu_bf16_fast() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for this run, or None for plain float32."""
+    if cfg.amp == "off":
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    if cfg.amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _cpu_bf16_fast():
+        return torch.bfloat16
+    return None
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema = d * ema + (1 - d) * model, with d ramping up over the first steps."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.mul_(d).add_(p.detach(), alpha=1 - d)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop stops (with a checkpoint) after the current step."""
+
+    def __init__(self):
+        self.stop = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum, frame):
+            self.stop = True
+
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: no handlers
+            pass
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def evaluate(module: torch.nn.Module, contract: Contract, images, device: torch.device) -> tuple[float, float]:
+    """Mean (PSNR, SSIM), restormer convention, of ``module`` on (name, rainy, clean) uint8 images."""
+    from ..metrics import score, to_uint8
+
+    module.eval()
+    psnrs, ssims = [], []
+    with torch.no_grad():
+        for _name, rainy, clean in images:
+            x = torch.from_numpy(rainy.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+            y = product_forward(module, contract, x).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+            p, s = score(to_uint8(y), clean, "restormer")
+            psnrs.append(p)
+            ssims.append(s)
+    return float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+class Trainer:
+    """One run: builds everything from a config, optionally restores a checkpoint, and trains."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] = print):
+        from ..device import choose_device
+
+        self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.device = choose_device(cfg.device)
+        self.contract = models.REGISTRY.architecture(cfg.arch).contract
+        torch.manual_seed(cfg.seed)
+        self.model = models.build(cfg.arch, **cfg.arch_config).to(self.device)
+        self.model = self.model.to(memory_format=torch.channels_last).train()
+        self.ema = copy.deepcopy(self.model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
+        self.amp = amp_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        self.best: dict[str, float] = {}
+        self.last_val: tuple[Optional[float], Optional[float]] = (None, None)
+        self.sources = Sources.from_config(cfg)
+        self.sampler = TrainSampler(cfg, self.sources)
+        self.val_images = validation_set(cfg, self.sources)
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self) -> dict:
+        state = {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "config": self.cfg.to_dict(),
+            "sources": self.sources.describe(),
+            "val": {"psnr": self.last_val[0], "ssim": self.last_val[1]},
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed_s"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        val = state.get("val") or {}
+        self.last_val = (val.get("psnr"), val.get("ssim"))
+
+    def save(self) -> None:
+        _save_atomic(self.state(), self.run_dir / CHECKPOINT)
+
+    # -- training ---------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        rainy, clean = self.sampler.batch(self.rng)
+        rainy = rainy.to(self.device).contiguous(memory_format=torch.channels_last)
+        clean = clean.to(self.device)
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            pred = product_forward(self.model, self.contract, rainy)
+        loss, parts = restoration_loss(pred.float(), clean, self.cfg.charbonnier_eps, self.cfg.ssim_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training diverged at step {self.step + 1}: loss is {float(loss)}")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step()
+        update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
+        self.step += 1
+        return {"loss": float(loss.detach()), "lr": lr, **parts}
+
+    def validate(self) -> tuple[Optional[float], Optional[float]]:
+        if not self.val_images:
+            return None, None
+        result = evaluate(self.ema, self.contract, self.val_images, self.device)
+        self.last_val = result
+        return result
+
+    def _write_row(self, row: dict) -> None:
+        path = self.run_dir / LOG
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_FIELDS})
+
+    def _truncate_log(self) -> None:
+        """After a resume, drop log rows written after the checkpoint's step (they will be redone)."""
+        path = self.run_dir / LOG
+        if not path.exists():
+            return
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= self.step]
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def run(self, stop_at: Optional[int] = None) -> TrainResult:
+        """Train until cfg.steps (or ``stop_at`` steps, max_minutes, or a signal); checkpoint at the end."""
+        cfg = self.cfg
+        target = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+        flag = _StopFlag()
+        sums: dict[str, float] = {}
+        count = 0
+        started = time.monotonic()
+        base_elapsed = self.elapsed
+        self.log(f"training {cfg.arch} on {self.device} ({'fp32' if self.amp is None else self.amp}), "
+                 f"{self.sources.describe()}; step {self.step} of {cfg.steps}")
+        with flag.installed():
+            while self.step < target:
+                parts = self.train_step()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                self.elapsed = base_elapsed + time.monotonic() - started
+                val = (None, None)
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    val = self.validate()
+                if self.step % cfg.log_every == 0 or val[0] is not None:
+                    row = {k: v / count for k, v in sums.items()}
+                    row.update(step=self.step, lr=parts["lr"], val_psnr=val[0], val_ssim=val[1],
+                               elapsed_s=round(self.elapsed, 1))
+                    self._write_row(row)
+                    sums, count = {}, 0
+                    msg = f"step {self.step}/{cfg.steps} loss {row['loss']:.4f} lr {parts['lr']:.2e}"
+                    if val[0] is not None:
+                        msg += f" val PSNR {val[0]:.2f} dB SSIM {val[1]:.4f}"
+                        plot_progress(self.run_dir / LOG, self.run_dir / PLOT)
+                    self.log(msg + f" ({self.elapsed / 60:.1f} min)")
+                out_of_time = cfg.max_minutes is not None and time.monotonic() - started >= cfg.max_minutes * 60
+                if self.step % cfg.ckpt_every == 0 or flag.stop or out_of_time:
+                    self.save()
+                if flag.stop or out_of_time:
+                    self.log(f"stopped at step {self.step} ({'signal' if flag.stop else 'max_minutes'}); "
+                             f"continue with --resume {self.run_dir}")
+                    break
+        self.save()
+        if (self.run_dir / LOG).exists():
+            plot_progress(self.run_dir / LOG, self.run_dir / PLOT)
+        return TrainResult(self.run_dir, self.step, self.step >= cfg.steps, *self.last_val)
+
+
+def start_run(cfg: TrainConfig, run_dir: Path, stop_at: Optional[int] = None,
+              log: Callable[[str], None] = print) -> TrainResult:
+    """Start a new run in ``run_dir`` (which must not hold one already)."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT).exists():
+        raise UsageError(f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
+                         "or choose another --out")
+    cfg.validate()
+    models.REGISTRY.architecture(cfg.arch)  # unknown architecture: fail before any work
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, log)
+    cfg.save(run_dir / CONFIG)
+    return trainer.run(stop_at)
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The configuration a run directory was started with."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists() or not (run_dir / CONFIG).exists():
+        raise UsageError(f"{run_dir}: not a training run directory (no {CHECKPOINT} and {CONFIG})")
+    return TrainConfig.from_file(run_dir / CONFIG)
+
+
+def read_checkpoint(run_dir: Path) -> dict:
+    """The latest checkpoint of a run directory (tensors and plain Python values only)."""
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise UsageError(f"{run_dir}: not a training run directory (no {CHECKPOINT})") from e
+    except (RuntimeError, OSError, EOFError) as e:
+        raise UsageError(f"{path}: unreadable checkpoint ({e})") from e
+
+
+def resume_run(run_dir: Path, stop_at: Optional[int] = None, steps: Optional[int] = None,
+               log: Callable[[str], None] = print) -> TrainResult:
+    """Continue the run in ``run_dir`` exactly where its checkpoint left off.
+
+    ``steps`` raises the run's total step count (the cosine schedule is then stretched from here on,
+    so the continuation is no longer identical to a run started with that many steps).
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if steps is not None:
+        cfg.steps = steps
+        cfg.save(run_dir / CONFIG)
+    trainer = Trainer(cfg, run_dir, log)
+    trainer.load_state(read_checkpoint(run_dir))
+    trainer._truncate_log()
+    return trainer.run(stop_at)
