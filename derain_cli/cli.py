@@ -187,9 +187,11 @@ def _check_choice(name: str, value: str, choices) -> str:
 def _make_derainer(out: Output, model, device, precision, tile, overlap, threads, max_pixels):
     from .api import Derainer
 
-    return Derainer(model, device=device, precision=precision, tile=tile, tile_overlap=overlap,
-                    threads=threads, progress=not out.quiet and not out.json_mode,
-                    max_pixels=_max_pixels(max_pixels))
+    derainer = Derainer(model, device=device, precision=precision, tile=tile, tile_overlap=overlap,
+                        threads=threads, progress=not out.quiet and not out.json_mode,
+                        max_pixels=_max_pixels(max_pixels))
+    derainer.load()  # missing weights: one clear error before any file is touched
+    return derainer
 
 
 def _version_callback(value: bool):
@@ -551,15 +553,26 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="One JSON arr
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(show_header=True, header_style="bold")
-    for col in ("name", "architecture", "trained on", "size", "installed", "source"):
-        table.add_column(col)
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("architecture", no_wrap=True)
+    table.add_column("trained on", no_wrap=True, overflow="ellipsis", max_width=34)
+    table.add_column("size", no_wrap=True, justify="right")
+    table.add_column("installed", no_wrap=True)
+    table.add_column("source", no_wrap=True)
     for r in records:
         name = r["name"] + (" (default)" if r["default_model"] else "")
         table.add_row(name, r["architecture"], r["trained_on"] or "-", _size_text(r["size"]),
                       "yes" if r["installed"] else "no", r["source"])
-    Console(highlight=False).print(table)
-    typer.echo("`arch` alone means its first listed variant; `derain models info NAME` tells more.")
+    Console(highlight=False, width=max(120, _terminal_width())).print(table)
+    typer.echo("An architecture name alone (e.g. `prenet`) means its default variant, listed first; "
+               "`derain models info NAME` tells more.")
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
 
 
 @models_app.command("info", help="Everything the registry knows about a model.")

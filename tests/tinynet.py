@@ -51,6 +51,11 @@ ARCHITECTURE = Architecture(
 MODELS = [
     ModelEntry(arch="testnet", variant="random", trained_on="nothing: fixed random weights",
                source=WeightSource(kind="file", filename="testnet.pt", path=str(WEIGHTS))),
+    # a variant whose weights the user downloads by hand and imports (like the Baidu releases)
+    ModelEntry(arch="testnet", variant="manual", trained_on="nothing: for import tests",
+               source=WeightSource(kind="manual", filename="testnet-manual.pt",
+                                   page="https://example.org/testnet", password="abcd",
+                                   instructions="download testnet-manual.pt")),
 ]
 
 if not WEIGHTS.exists():  # pragma: no cover - the file is committed

@@ -70,8 +70,8 @@ ARCHITECTURE = Architecture(
     name="brn",
     title="BRN",
     builder=BRN,
-    default_config=dict(recurrent_iter=8),
-    contract=Contract(output=0, bytes_per_pixel=1536),
+    default_config={"recurrent_iter": 8},
+    contract=Contract(output=0, bytes_per_pixel=2304),
     paper="D. Ren, W. Shang, P. Zhu, Q. Hu, D. Meng, W. Zuo: Single Image Deraining Using Bilateral "
           "Recurrent Network. IEEE TIP 2020",
     url="https://github.com/csdwren/RecDerain",

@@ -1,14 +1,15 @@
-"""Layers shared by the peer networks (PReNet family, BRN, DRN, SAPNet, VRGNet).
+"""Layers and helpers shared by the peer networks (PReNet family, BRN, DRN, SAPNet, VRGNet, ...).
 
 The authors' checkpoints wrap every convolution in an ``nn.Sequential``, so their parameters are
 stored as ``<name>.0.weight``; ``seq_conv`` reproduces that layout. The recurrent networks run
-their body many times, so the helpers here work in place whenever no gradient is being recorded
-(inference), which saves one full-size allocation per operation without changing any value.
+their body many times, so the helpers here update tensors in place whenever autograd does not need
+the old values (always in inference), which saves a full-size allocation per operation; results
+agree with the out-of-place computation up to float rounding.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,7 @@ class ConvLSTMGates:
         # Order i, f, o, g: the three sigmoid gates are contiguous.
         self.convs = [conv_i[0], conv_f[0], conv_o[0], conv_g[0]]
 
-    def step(self, parts: Sequence[Optional[torch.Tensor]], c: Optional[torch.Tensor]
+    def step(self, parts: Sequence[torch.Tensor | None], c: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """One LSTM step on ``cat(parts)``; a ``None`` part is an all-zero state (first step).
 

@@ -11,7 +11,7 @@ The network takes BGR in [0, 1] at any size of at least 32 x 32 and returns the 
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,25 @@ from torch import nn
 
 from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter
 
+# The network runs on channels-last tensors (N x C x H x W shaped, stored N x H x W x C): with 20
+# channels, 3x3 convolutions, max-pooling and nearest resizing are several times faster there, and a
+# 1x1 convolution is one matrix product over the pixels, also over a channel slice of a larger map.
+CHANNELS_LAST = torch.channels_last
 
-def _conv_lrelu(cin: int, cout: int, k: int) -> nn.Sequential:
+
+class ConvLReLU(nn.Sequential):
     """Conv2d (same padding, bias) followed by LeakyReLU(0.2); keys ``0.weight``, ``0.bias``."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=(k - 1) // 2), nn.LeakyReLU(0.2))
+
+    def __init__(self, cin: int, cout: int, k: int):
+        super().__init__(nn.Conv2d(cin, cout, k, padding=(k - 1) // 2), nn.LeakyReLU(0.2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self[0]
+        if conv.kernel_size == (1, 1):
+            y = _pointwise(x, conv.weight, conv.bias)
+        else:
+            y = conv(x)
+        return F.leaky_relu(y, 0.2, inplace=True)
 
 
 def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -32,28 +47,63 @@ def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="nearest")
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """The (N*H*W) x C pixel matrix of a map: a view for channels-last storage (or a channel slice)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """1x1 convolution (``weight`` O x C or O x C x 1 x 1) as one matrix product over the pixels."""
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    matrix = weight.reshape(o, c).t()
+    y = torch.mm(_rows(x), matrix) if bias is None else torch.addmm(bias, _rows(x), matrix)
+    return y.view(n, h, w, o).permute(0, 3, 1, 2)
+
+
+def _fuse(conv: nn.Conv2d, fine: torch.Tensor, coarse: Sequence[torch.Tensor]) -> torch.Tensor:
+    """LeakyReLU(conv(cat[fine, nearest(c) for c in coarse])) for a 1x1 ``conv``, without the concatenation.
+
+    A 1x1 convolution and nearest resizing both work pixel by pixel, so they commute exactly: every
+    coarse map is projected at its own resolution and only its C-channel projection is resized;
+    the fine map's product is then accumulated onto the sum.
+    """
+    c = fine.shape[1]
+    weight = conv.weight.view(conv.out_channels, -1)
+    y: torch.Tensor | None = None
+    for i, t in enumerate(coarse, start=1):
+        z = _pointwise(t, weight[:, i * c : (i + 1) * c], conv.bias if y is None else None)
+        z = _resize(z, fine.shape[-2:])
+        y = z if y is None else y.add_(z)
+    # _rows(y) must be a view of y, or the accumulation below would be lost.
+    assert y is not None and y.is_contiguous(memory_format=CHANNELS_LAST)
+    # In-place products are not autocast: give the operands y's dtype.
+    _rows(y).addmm_(_rows(fine).to(y.dtype), weight[:, :c].t().to(y.dtype))
+    return F.leaky_relu(y, 0.2, inplace=True)
+
+
 class InnerScaleBlock(nn.Module):
     """Inner-scale connection block: convs at 1/8, 1/4, 1/2 and 1 scale, fused coarse to fine."""
 
     def __init__(self, channel: int, conv_num: int):
         super().__init__()
         for name in ("scale1", "scale2", "scale4", "scale8"):
-            setattr(self, name, nn.Sequential(*[_conv_lrelu(channel, channel, 3) for _ in range(conv_num)]))
-        self.fusion84 = _conv_lrelu(2 * channel, channel, 1)
-        self.fusion42 = _conv_lrelu(2 * channel, channel, 1)
-        self.fusion21 = _conv_lrelu(2 * channel, channel, 1)
-        self.fusion_all = _conv_lrelu(4 * channel, channel, 1)
+            setattr(self, name, nn.Sequential(*[ConvLReLU(channel, channel, 3) for _ in range(conv_num)]))
+        self.fusion84 = ConvLReLU(2 * channel, channel, 1)
+        self.fusion42 = ConvLReLU(2 * channel, channel, 1)
+        self.fusion21 = ConvLReLU(2 * channel, channel, 1)
+        self.fusion_all = ConvLReLU(4 * channel, channel, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        s8 = self.scale8(F.max_pool2d(x, 8))
-        f4 = F.max_pool2d(x, 4)
-        s4 = self.scale4(self.fusion84(torch.cat([f4, _resize(s8, f4.shape[-2:])], 1)))
+        # Max-pooling x by 4 (8) equals pooling its 2x (4x) pooled map by 2: same windows, same
+        # floor sizes; the chain reads the full-resolution map once instead of three times.
         f2 = F.max_pool2d(x, 2)
-        s2 = self.scale2(self.fusion42(torch.cat([f2, _resize(s4, f2.shape[-2:])], 1)))
-        s1 = self.scale1(self.fusion21(torch.cat([x, _resize(s2, size)], 1)))
-        fused = torch.cat([s1, _resize(s2, size), _resize(s4, size), _resize(s8, size)], 1)
-        return x + self.fusion_all(fused)
+        f4 = F.max_pool2d(f2, 2)
+        s8 = self.scale8(F.max_pool2d(f4, 2))
+        s4 = self.scale4(_fuse(self.fusion84[0], f4, [s8]))
+        s2 = self.scale2(_fuse(self.fusion42[0], f2, [s4]))
+        s1 = self.scale1(_fuse(self.fusion21[0], x, [s2]))
+        return x + _fuse(self.fusion_all[0], s1, [s2, s4, s8])
 
 
 class DenseStack:
@@ -65,12 +115,13 @@ class DenseStack:
 
     def __init__(self, first: torch.Tensor, capacity: int):
         self.channel = first.shape[1]
-        self.count = 0
         self.parts: list[torch.Tensor] = []
-        self.buffer: Optional[torch.Tensor] = None
+        self.buffer: torch.Tensor | None = None
         if not torch.is_grad_enabled():
             n, c, h, w = first.shape
-            self.buffer = first.new_empty(n, c * capacity, h, w)
+            self.buffer = torch.empty(
+                n, c * capacity, h, w, dtype=first.dtype, device=first.device, memory_format=CHANNELS_LAST
+            )
         self.put(0, first)
 
     def put(self, slot: int, t: torch.Tensor) -> None:
@@ -81,7 +132,6 @@ class DenseStack:
             self.parts[slot] = t
         else:
             self.parts.append(t)
-        self.count = max(self.count, slot + 1)
 
     def get(self, slot: int) -> torch.Tensor:
         if self.buffer is not None:
@@ -95,13 +145,17 @@ class DenseStack:
         return torch.cat(self.parts[:count], 1)
 
 
-class Encoder(nn.Module):
-    """Dense chain of inner-scale blocks; ``conv1x1[u]`` fuses the input and the first u+1 block outputs."""
+class DenseChain(nn.Module):
+    """L inner-scale blocks; ``conv1x1[u]`` fuses the chain's input and the first u+1 block outputs."""
 
     def __init__(self, channel: int, num_units: int, conv_num: int):
         super().__init__()
         self.units = nn.ModuleList(InnerScaleBlock(channel, conv_num) for _ in range(num_units))
-        self.conv1x1 = nn.ModuleList(_conv_lrelu((u + 2) * channel, channel, 1) for u in range(num_units))
+        self.conv1x1 = nn.ModuleList(ConvLReLU((u + 2) * channel, channel, 1) for u in range(num_units))
+
+
+class Encoder(DenseChain):
+    """A dense chain that also hands its block outputs to the decoder of the same scale."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, DenseStack]:
         """Return the chain's output and its stack, whose slot u+1 holds block u's output."""
@@ -113,10 +167,10 @@ class Encoder(nn.Module):
         return out, stack
 
 
-class Decoder(Encoder):
-    """Like the encoder, but block u sees its input plus the encoder's block-u output."""
+class Decoder(DenseChain):
+    """A dense chain whose block u sees its input plus the encoder's block-u output."""
 
-    def forward(self, x: torch.Tensor, stack: DenseStack) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, stack: DenseStack) -> torch.Tensor:
         """Decode ``x``; ``stack`` is the encoder's and is overwritten in place (its maps are read first)."""
         stack.put(0, x)
         out = x
@@ -134,7 +188,7 @@ class ConvGRU(nn.Module):
         for name in ("conv_xz", "conv_xr", "conv_xn", "conv_hz", "conv_hr", "conv_hn"):
             setattr(self, name, nn.Conv2d(channel, channel, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, h: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         if h is None:
             # Without a state only conv_xz and conv_xn are used (the others still hold weights).
             h = torch.sigmoid(self.conv_xz(x)) * torch.tanh(self.conv_xn(x))
@@ -173,14 +227,14 @@ class DCSFN(nn.Module):
                 f"scale_num=4); got uint={uint!r}, Net_cross={Net_cross}, single={single}, scale_num={scale_num}"
             )
         c = channel
-        self.convert = _conv_lrelu(3, c, 3)
+        self.convert = ConvLReLU(3, c, 3)
         self.encoder_scale1 = Encoder(c, Num_encoder, conv_num)
         self.encoder_scale2 = Encoder(c, Num_encoder, conv_num)
         self.encoder_scale4 = Encoder(c, Num_encoder, conv_num)
-        self.fusion_1_2_1 = _conv_lrelu(2 * c, c, 1)
-        self.fusion_1_2_2 = _conv_lrelu(2 * c, c, 1)  # LSTM-only in the release; kept for its weights
-        self.fusion_2_2_1 = _conv_lrelu(2 * c, c, 1)
-        self.fusion_2_2_2 = _conv_lrelu(2 * c, c, 1)  # LSTM-only in the release; kept for its weights
+        self.fusion_1_2_1 = ConvLReLU(2 * c, c, 1)
+        self.fusion_1_2_2 = ConvLReLU(2 * c, c, 1)  # LSTM-only in the release; kept for its weights
+        self.fusion_2_2_1 = ConvLReLU(2 * c, c, 1)
+        self.fusion_2_2_2 = ConvLReLU(2 * c, c, 1)  # LSTM-only in the release; kept for its weights
         self.decoder_scale1 = Decoder(c, Num_encoder, conv_num)
         self.decoder_scale2 = Decoder(c, Num_encoder, conv_num)
         self.decoder_scale4 = Decoder(c, Num_encoder, conv_num)
@@ -196,6 +250,7 @@ class DCSFN(nn.Module):
         h, w = x.shape[-2:]
         if h < 32 or w < 32:
             raise ValueError(f"DCSFN needs H and W of at least 32, got {h}x{w}")
+        x = x.contiguous(memory_format=CHANNELS_LAST)
         f1 = self.convert(x)
         s1 = f1.shape[-2:]
         e1, stack1 = self.encoder_scale1(f1)
@@ -218,7 +273,7 @@ class DCSFN(nn.Module):
         o2 = self.decoder_scale2(d2, stack2)
         o4 = self.decoder_scale4(d4, stack4)
         rain = self.merge(torch.cat([o1, _resize(o2, s1), _resize(o4, s1)], 1))
-        return x - rain
+        return (x - rain).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,13 +286,13 @@ ARCHITECTURE = Architecture(
     name="dcsfn",
     title="DCSFN",
     builder=DCSFN,
-    default_config=dict(
-        channel=20, Num_encoder=16, uint="GRU", cross_scale=True, Net_cross=True, single=False,
-        conv_num=4, scale_num=4,
-    ),
+    default_config={
+        "channel": 20, "Num_encoder": 16, "uint": "GRU", "cross_scale": True, "Net_cross": True,
+        "single": False, "conv_num": 4, "scale_num": 4,
+    },
     contract=Contract(
         channels="BGR", value_range=(0.0, 1.0), size_multiple=1, pad_mode="reflect", min_size=32,
-        global_context=False, tile=None, bytes_per_pixel=3600, half_precision=True,
+        global_context=False, tile=None, bytes_per_pixel=3072, half_precision=True,
     ),
     paper=(
         "Cong Wang, Xiaoying Xing, Yutong Wu, Zhixun Su, Junyang Chen: DCSFN: Deep Cross-scale Fusion "

@@ -1,4 +1,4 @@
-"""DRN, the deep recursive network of csdwren/DRN (Rain100H/Rain100L, inter=7 stages, intra=7 recursions).
+"""DRN, the deep recursive network of csdwren/DRN (inter=7 stages, intra=7 recursions).
 
 Each of the 7 progressive stages reads ``cat[input, previous estimate]`` and runs the same pair of
 16-channel residual blocks 7 times (shared weights), then a conv back to RGB plus the input.
@@ -43,10 +43,9 @@ ARCHITECTURE = Architecture(
     name="drn",
     title="DRN",
     builder=DRN,
-    default_config=dict(inter_iter=7, intra_iter=7),
+    default_config={"inter_iter": 7, "intra_iter": 7},
     contract=Contract(bytes_per_pixel=512),
-    paper="D. Ren, W. Shang, P. Zhu, Q. Hu, D. Meng, W. Zuo: Single Image Deraining Using Bilateral "
-          "Recurrent Network. IEEE TIP 2020 (DRN: the deep recursive baseline of csdwren/DRN)",
+    paper="D. Ren et al.: deep recursive deraining network (csdwren/DRN, by the PReNet/BRN authors)",
     url="https://github.com/csdwren/DRN",
     licence="unstated",
     description="Tiny recursive network: 7 stages, each repeating two shared 16-channel residual blocks 7 times.",

@@ -9,7 +9,7 @@ level to its own. The network works on 0..255 RGB.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ class ResBlock(nn.Module):
         self.conv3, self.conv4 = conv3(channels, channels, 2), conv3(channels, channels, 2)
         self.conv5, self.conv6 = conv3(channels, channels, 2), conv3(channels, channels, 4)
 
-    def forward(self, x: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         c = self.conv1.out_channels
         # conv3 and conv5 (both dilation 2) read the same input: one convolution computes both
         both = F.conv2d(x, torch.cat([self.conv3.weight, self.conv5.weight]),
@@ -48,7 +48,7 @@ class Updater(nn.Module):
         super().__init__()
         self.res1, self.res2, self.res3 = ResBlock(channels), ResBlock(channels), ResBlock(channels)
 
-    def forward(self, x: torch.Tensor, prev: Optional[Sequence[torch.Tensor]] = None):
+    def forward(self, x: torch.Tensor, prev: Sequence[torch.Tensor] | None = None):
         feats = []
         for k, block in enumerate((self.res1, self.res2, self.res3)):
             x = block(x, None if prev is None else prev[k])
@@ -72,8 +72,8 @@ class JORDER(nn.Module):
         self.level_F_b_encoder1, self.level_F_b_encoder2 = conv3(3, half), conv3(half, channels)
         self.decoder = nn.Sequential(conv3(channels, channels), conv3(channels, 3))
 
-    def forward(self, x: torch.Tensor, x_prev: Optional[torch.Tensor] = None, prev_feats=None,
-                mask_prev: Optional[torch.Tensor] = None, level_prev: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None, prev_feats=None,
+                mask_prev: torch.Tensor | None = None, level_prev: torch.Tensor | None = None):
         """``(estimate, block features, mask, level)``; the ``*_prev`` arguments are the first pass's."""
         f, feats = self.updater(self.encoder(torch.cat([x, x if x_prev is None else x_prev], dim=1)), prev_feats)
         mask = self.mask_estimator2(self.mask_estimator1(f))
@@ -108,8 +108,8 @@ ARCHITECTURE = Architecture(
     name="jorder-e",
     title="JORDER-E",
     builder=JORDER_E,
-    default_config=dict(channels=32),
-    contract=Contract(value_range=(0.0, 255.0), output=0, bytes_per_pixel=1024),
+    default_config={"channels": 32},
+    contract=Contract(value_range=(0.0, 255.0), output=0, bytes_per_pixel=1792),
     paper="W. Yang, R. T. Tan, J. Feng, Z. Guo, S. Yan, J. Liu: Joint Rain Detection and Removal from a "
           "Single Image with Contextualized Deep Networks. IEEE TPAMI 2020",
     url="https://github.com/flyywh/JORDER-E-Deep-Image-Deraining-TPAMI-2019-Journal",

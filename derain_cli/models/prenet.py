@@ -10,8 +10,6 @@ registered as ``prenet:real`` / ``prenet:real2`` with the config flags that sele
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -59,7 +57,7 @@ class PReNet(nn.Module):
             y = getattr(self, name)(y)
         return y
 
-    def features(self, inp: torch.Tensor, x: torch.Tensor, h: Optional[torch.Tensor], c: Optional[torch.Tensor]):
+    def features(self, inp: torch.Tensor, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None):
         """One stage up to the output conv: ``(features, h, c)`` (h, c None before the first stage)."""
         y = self.conv0(torch.cat([inp, x], dim=1))
         if not self.recurrent_unit:
@@ -89,29 +87,32 @@ URL = "https://github.com/csdwren/PReNet"
 _PRENET = "https://github.com/csdwren/PReNet/raw/6d908d1e3c7ff5c26fee624112297ad1c8603ca7/logs"
 _RECDERAIN = "https://github.com/csdwren/RecDerain/raw/5b2ad01d41d3b0cd251d0b4033071b796f234cac/logs"
 
-# Peak activation memory measured at 512x512 in inference (float32), rounded up.
-CONTRACT = Contract(bytes_per_pixel=1024)
+# Peak activation memory (bytes per input pixel, float32 inference; process RSS at 512x512, rounded
+# up): about 1.5 KB with the LSTM, 0.7 KB without.
+LSTM_CONTRACT = Contract(bytes_per_pixel=1536)
+PLAIN_CONTRACT = Contract(bytes_per_pixel=768)
 
 
 def _arch(name: str, title: str, config: dict, description: str) -> Architecture:
-    return Architecture(name=name, title=title, builder=PReNet, default_config=config, contract=CONTRACT,
+    contract = LSTM_CONTRACT if config.get("recurrent_unit", True) else PLAIN_CONTRACT
+    return Architecture(name=name, title=title, builder=PReNet, default_config=config, contract=contract,
                         paper=PAPER, url=URL, licence="unstated", description=description,
                         default_variant="rain100h")
 
 
 ARCHITECTURES = [
-    _arch("prenet", "PReNet", dict(recurrent_iter=6),
+    _arch("prenet", "PReNet", {"recurrent_iter": 6},
           "Progressive recurrent network: 6 stages of a conv-LSTM and 5 residual blocks."),
-    _arch("prenet_r", "PReNet_r", dict(recurrent_iter=6, recursive_blocks=True),
+    _arch("prenet_r", "PReNet_r", {"recurrent_iter": 6, "recursive_blocks": True},
           "PReNet with one residual block applied five times (95 k parameters)."),
-    _arch("prn", "PRN", dict(recurrent_iter=6, recurrent_unit=False),
+    _arch("prn", "PRN", {"recurrent_iter": 6, "recurrent_unit": False},
           "PReNet without the recurrent unit: 6 progressive stages of 5 residual blocks."),
-    _arch("prn_r", "PRN_r", dict(recurrent_iter=6, recurrent_unit=False, recursive_blocks=True),
+    _arch("prn_r", "PRN_r", {"recurrent_iter": 6, "recurrent_unit": False, "recursive_blocks": True},
           "PRN with one residual block applied five times (21 k parameters)."),
 ]
 
 # The `real` checkpoints: the authors' Generator_lstm forward (see the module docstring).
-_REAL = dict(recurrent_iter=4, blocks_before_lstm=True, input_residual=False)
+_REAL = {"recurrent_iter": 4, "blocks_before_lstm": True, "input_residual": False}
 _REAL_TRAINED_ON = "RainTrainH + RainTrainL + Rain12600 mix, 1 epoch"
 
 _TRAINED_ON = {

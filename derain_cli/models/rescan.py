@@ -8,13 +8,11 @@ state to the next stage. The network works in BGR; the result is input minus the
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import channels_last, recording_grad
+from .common import channels_last
 from .registry import Architecture, Contract, ModelEntry, WeightSource
 
 
@@ -42,29 +40,26 @@ class ConvGRU(nn.Module):
             setattr(self, f"conv_h{gate}", nn.Conv2d(channels, channels, 3, padding=1))
         self.se = SE(channels, se_hidden)
 
-    def forward(self, x: torch.Tensor, h: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        # In-place updates below only touch fresh tensors whose old values autograd does not need.
         c = self.conv_xz.out_channels
-        conv = self.conv_xz
+        pad, dil = self.conv_xz.padding, self.conv_xz.dilation
         if h is None:  # first stage: no reset gate, h = z * n
             w = torch.cat([self.conv_xz.weight, self.conv_xn.weight])
             b = torch.cat([self.conv_xz.bias, self.conv_xn.bias])
-            xs = F.conv2d(x, w, b, padding=conv.padding, dilation=conv.dilation)
+            xs = F.conv2d(x, w, b, padding=pad, dilation=dil)
             h = torch.sigmoid(xs[:, :c]) * torch.tanh(xs[:, c:])
         else:
             w = torch.cat([self.conv_xz.weight, self.conv_xr.weight, self.conv_xn.weight])
             b = torch.cat([self.conv_xz.bias, self.conv_xr.bias, self.conv_xn.bias])
-            xs = F.conv2d(x, w, b, padding=conv.padding, dilation=conv.dilation)
+            xs = F.conv2d(x, w, b, padding=pad, dilation=dil)
             hw = torch.cat([self.conv_hz.weight, self.conv_hr.weight])
             hb = torch.cat([self.conv_hz.bias, self.conv_hr.bias])
-            hs = F.conv2d(h, hw, hb, padding=1)
-            if recording_grad(xs, hs):
-                zr = torch.sigmoid(xs[:, : 2 * c] + hs)
-            else:
-                zr = hs.add_(xs[:, : 2 * c]).sigmoid_()
+            zr = F.conv2d(h, hw, hb, padding=1).add_(xs[:, : 2 * c]).sigmoid_()
             z, r = zr[:, :c], zr[:, c:]
-            n = torch.tanh(xs[:, 2 * c:] + self.conv_hn(r * h))
-            h = h + z * (n - h)  # (1 - z) * h + z * n
-        return F.leaky_relu(self.se(h), 0.2)
+            n = self.conv_hn(r * h).add_(xs[:, 2 * c:]).tanh_()
+            h = torch.addcmul(h, z, n - h)  # (1 - z) * h + z * n
+        return F.leaky_relu(self.se(h), 0.2, inplace=True)
 
 
 class RESCAN(nn.Module):
@@ -83,7 +78,7 @@ class RESCAN(nn.Module):
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         """The rain layer estimated by the last stage (the derained image is ``inp`` minus it)."""
         inp = channels_last(inp)
-        states: list[Optional[torch.Tensor]] = [None] * len(self.rnns)
+        states: list[torch.Tensor | None] = [None] * len(self.rnns)
         x = inp
         for stage in range(self.stage_num):
             for k, rnn in enumerate(self.rnns):
@@ -105,8 +100,8 @@ ARCHITECTURE = Architecture(
     name="rescan",
     title="RESCAN",
     builder=RESCAN,
-    default_config=dict(channels=24, depth=7, stage_num=4),
-    contract=Contract(channels="BGR", output=input_minus_rain, bytes_per_pixel=1024),
+    default_config={"channels": 24, "depth": 7, "stage_num": 4},
+    contract=Contract(channels="BGR", output=input_minus_rain, bytes_per_pixel=2048),
     paper="X. Li, J. Wu, Z. Lin, H. Liu, H. Zha: Recurrent Squeeze-and-Excitation Context Aggregation Net "
           "for Single Image Deraining. ECCV 2018",
     url="https://github.com/XiaLiPKU/RESCAN",

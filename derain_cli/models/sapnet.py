@@ -56,8 +56,8 @@ ARCHITECTURE = Architecture(
     name="sapnet",
     title="SAPNet",
     builder=SAPNet,
-    default_config=dict(recurrent_iter=6, dilations=(1, 2, 4, 8, 16)),
-    contract=Contract(bytes_per_pixel=1024),
+    default_config={"recurrent_iter": 6, "dilations": (1, 2, 4, 8, 16)},
+    contract=Contract(bytes_per_pixel=1536),
     paper="S. Zheng, C. Lu, Y. Wu, G. Gupta: SAPNet: Segmentation-Aware Progressive Network for "
           "Perceptual Contrastive Deraining. WACV Workshops 2022",
     url="https://github.com/ShenZheng2000/SAPNet-for-image-deraining",

@@ -20,9 +20,10 @@ import functools
 import os
 import re
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Union
 
 import numpy as np
 
@@ -34,6 +35,7 @@ _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48  # two block handles padded to 40 bytes + 8-byte magic
 _BLOCK_TRAILER_SIZE = 5  # compression type byte + masked CRC32C
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
+_ARCHIVES = {".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".xz", ".bz2"}
 
 # TensorFlow DataType enum -> numpy dtype (little-endian). Others (strings, resources, bfloat16,
 # quantized types) are refused when read.
@@ -91,7 +93,7 @@ def _apply(basis: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.bitwise_xor.reduce(bits * basis, axis=-1).astype(np.uint32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zeros_operator(nbytes: int) -> np.ndarray:
     """The linear map of the CRC register over ``nbytes`` zero bytes, as images of the 32 bits."""
     if nbytes == 1:
@@ -104,7 +106,7 @@ def _zeros_operator(nbytes: int) -> np.ndarray:
     return op
 
 
-def crc32c(data: Union[bytes, bytearray, memoryview, np.ndarray]) -> int:
+def crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
     """CRC32C of ``data``. Large inputs run as many interleaved lanes in numpy (~100 MB/s)."""
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
     buf = buf.reshape(-1)
@@ -132,7 +134,7 @@ def crc32c(data: Union[bytes, bytearray, memoryview, np.ndarray]) -> int:
     return int(init ^ reg[0]) ^ 0xFFFFFFFF
 
 
-def masked_crc32c(data: Union[bytes, bytearray, memoryview, np.ndarray]) -> int:
+def masked_crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
     """The masked CRC32C that TensorFlow and LevelDB store: rotate right by 15, add a constant."""
     crc = crc32c(data)
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
@@ -163,7 +165,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise _Corrupt("varint longer than 10 bytes")
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, int, Union[int, bytes]]]:
+def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """Yield (field number, wire type, value) of a serialized protobuf message."""
     pos = 0
     while pos < len(buf):
@@ -203,7 +205,7 @@ class TensorEntry:
     shard_id: int
     offset: int
     size: int
-    crc32c: Optional[int]
+    crc32c: int | None
     sliced: bool
 
     @property
@@ -315,7 +317,8 @@ def _table_entries(data: bytes) -> Iterator[tuple[bytes, bytes]]:
 def _prefix_from_directory(folder: Path) -> Path:
     state = folder / "checkpoint"
     if state.is_file():
-        match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', state.read_text(errors="replace"), re.M)
+        text = state.read_text(errors="replace")
+        match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', text, re.MULTILINE)
         if match:
             # The recorded path may be absolute, even from another OS: keep its base name only.
             candidate = folder / re.split(r"[\\/]", match.group(1))[-1]
@@ -343,6 +346,8 @@ def checkpoint_prefix(path: PathLike) -> Path:
         prefix = p
     index = prefix.with_name(prefix.name + ".index")
     if not index.is_file():
+        if p.is_file() and p.suffix.lower() in _ARCHIVES:
+            raise WeightsError(f"{path}: an archive; unpack it and give the checkpoint's .index file")
         raise WeightsError(f"{path}: not a TensorFlow checkpoint ({index.name} not found)")
     return prefix
 
@@ -392,7 +397,7 @@ def list_variables(path: PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {name: (e.dtype, e.shape) for name, e in _open_bundle(path).entries.items()}
 
 
-def read_tf_checkpoint(path: PathLike, names: Optional[Iterable[str]] = None) -> dict[str, np.ndarray]:
+def read_tf_checkpoint(path: PathLike, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """Read the tensors of a TensorFlow checkpoint into numpy arrays, verifying their checksums.
 
     ``path`` is the checkpoint prefix (``.../epoch50``), its ``.index`` or data file, or a folder

@@ -52,7 +52,7 @@ ARCHITECTURE = Architecture(
     title="VRGNet (deraining network)",
     builder=VRGDerainNet,
     default_config={},
-    contract=Contract(output=0, bytes_per_pixel=1024),
+    contract=Contract(output=0, bytes_per_pixel=1536),
     paper="H. Wang, Z. Yue, Q. Xie, Q. Zhao, Y. Zheng, D. Meng: From Rain Generation to Rain Removal. CVPR 2021",
     url="https://github.com/hongwang01/VRGNet",
     licence="unstated",

@@ -1,7 +1,7 @@
 """Training: rain synthesis, the training loop, and export of trained weights.
 
     synth_folder(clean_dir, out_dir, preset, per_image, seed)   # derain synth
-    start_run(TrainConfig(...), run_dir) / resume_run(run_dir)  # derain train
+    train(arch, out, data, synth, config_file, resume)          # derain train
     export_run(run_dir, out_file)                               # derain export
 
 Importing this package imports torch (through the loop); the CLI imports it only for these commands.
@@ -9,7 +9,7 @@ Importing this package imports torch (through the loop); the CLI imports it only
 
 from .config import TrainConfig
 from .export import export_run, read_metadata
-from .loop import TrainResult, load_run_config, resume_run, start_run
+from .loop import TrainResult, load_run_config, resume_run, start_run, train
 from .synth import PRESET_NAMES, add_rain, synth_folder
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "resume_run",
     "start_run",
     "synth_folder",
+    "train",
 ]

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import UsageError
 
@@ -45,10 +45,10 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 250
     log_every: int = 50
-    max_minutes: Optional[float] = None  # stop (with a checkpoint) after this much wall time per invocation
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time per invocation
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -59,7 +59,7 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_file(cls, path: Path) -> "TrainConfig":
+    def from_file(cls, path: Path) -> TrainConfig:
         try:
             values = json.loads(Path(path).read_text())
         except OSError as e:

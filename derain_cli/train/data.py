@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
 from .config import TrainConfig
 from .synth import add_rain, image_files
 
@@ -38,7 +38,7 @@ def paired_files(folder: Path) -> list[Pair]:
 
 def split(items: list, fraction: float, seed: int) -> tuple[list, list]:
     """Deterministic (train, held-out) split; holds out round(fraction * n) items, none if n < 2."""
-    n_val = int(round(fraction * len(items))) if len(items) >= 2 else 0
+    n_val = round(fraction * len(items)) if len(items) >= 2 else 0
     order = np.random.default_rng([seed, len(items)]).permutation(len(items))
     held = set(order[:n_val].tolist())
     return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
@@ -46,8 +46,6 @@ def split(items: list, fraction: float, seed: int) -> tuple[list, list]:
 
 def load_uint8(path: Path, max_short_side: int | None = None) -> np.ndarray:
     """An image as H x W x 3 uint8, shrunk so that its short side is at most ``max_short_side``."""
-    from ..errors import ImageError
-
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -70,12 +68,14 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator, rot90: bool) ->
     return [np.ascontiguousarray(a) for a in arrays]
 
 
+def _as_float(img: np.ndarray) -> np.ndarray:
+    """uint8 (0..255) or float (0..1) H x W x 3 -> float32 in [0, 1]."""
+    return img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+
+
 def _to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
-    """N arrays H x W x 3 (uint8 or float in [0, 1]) -> N x 3 x H x W float32 in [0, 1]."""
-    stack = np.stack(batch).astype(np.float32)
-    if batch[0].dtype == np.uint8:
-        stack /= 255.0
-    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+    """N float arrays H x W x 3 -> N x 3 x H x W float32."""
+    return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
 
 
 def _resized_crop(img: np.ndarray, crop: int, factor: float, rng: np.random.Generator) -> np.ndarray:
@@ -98,7 +98,7 @@ class Sources:
     val_clean: list[Path]
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> "Sources":
+    def from_config(cls, cfg: TrainConfig) -> Sources:
         train_pairs, val_pairs = [], []
         for folder in cfg.data:
             tr, va = split(paired_files(Path(folder)), cfg.val_fraction, cfg.seed)
@@ -122,18 +122,18 @@ class TrainSampler:
     def __init__(self, cfg: TrainConfig, sources: Sources):
         self.cfg = cfg
         self.pairs = [(load_uint8(i), load_uint8(t)) for i, t in sources.train_pairs]
-        for (a, b), (pi, _) in zip(self.pairs, sources.train_pairs):
+        for (a, b), (path, _) in zip(self.pairs, sources.train_pairs):
             if a.shape != b.shape:
-                raise UsageError(f"{pi}: input and target differ in size ({a.shape[1]}x{a.shape[0]} "
+                raise UsageError(f"{path}: input and target differ in size ({a.shape[1]}x{a.shape[0]} "
                                  f"and {b.shape[1]}x{b.shape[0]})")
+            if min(a.shape[:2]) < cfg.crop:
+                raise UsageError(f"{path}: {a.shape[1]}x{a.shape[0]} is smaller than the crop size {cfg.crop}")
         self.clean = [load_uint8(p, max_short_side=cfg.synth_short_side[1]) for p in sources.train_clean]
 
     def _paired_sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         rainy, clean = self.pairs[int(rng.integers(len(self.pairs)))]
         crop = self.cfg.crop
         h, w = rainy.shape[:2]
-        if min(h, w) < crop:
-            raise UsageError(f"a training pair is {w}x{h}, smaller than the crop size {crop}")
         y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
         return rainy[y : y + crop, x : x + crop], clean[y : y + crop, x : x + crop]
 
@@ -150,8 +150,8 @@ class TrainSampler:
             use_synth = bool(self.clean) and (not self.pairs or rng.random() < self.cfg.synth_fraction)
             a, b = self._synth_sample(rng) if use_synth else self._paired_sample(rng)
             a, b = _augment([a, b], rng, self.cfg.rot90)
-            rainy.append(a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a)
-            clean.append(b.astype(np.float32) / 255.0 if b.dtype == np.uint8 else b)
+            rainy.append(_as_float(a))
+            clean.append(_as_float(b))
         return _to_tensor(rainy), _to_tensor(clean)
 
 

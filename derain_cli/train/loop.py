@@ -17,9 +17,9 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -45,8 +45,8 @@ class TrainResult:
     run_dir: Path
     step: int
     finished: bool  # reached cfg.steps (False: stopped early, resumable)
-    val_psnr: Optional[float]
-    val_ssim: Optional[float]
+    val_psnr: float | None
+    val_ssim: float | None
 
 
 def product_forward(module: torch.nn.Module, contract: Contract, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ def _cpu_bf16_fast() -> bool:
         return False
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for this run, or None for plain float32."""
     if cfg.amp == "off":
         return None
@@ -169,8 +169,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.elapsed = 0.0
-        self.best: dict[str, float] = {}
-        self.last_val: tuple[Optional[float], Optional[float]] = (None, None)
+        self.last_val: tuple[float | None, float | None] = (None, None)
         self.sources = Sources.from_config(cfg)
         self.sampler = TrainSampler(cfg, self.sources)
         self.val_images = validation_set(cfg, self.sources)
@@ -236,7 +235,7 @@ class Trainer:
         self.step += 1
         return {"loss": float(loss.detach()), "lr": lr, **parts}
 
-    def validate(self) -> tuple[Optional[float], Optional[float]]:
+    def validate(self) -> tuple[float | None, float | None]:
         if not self.val_images:
             return None, None
         result = evaluate(self.ema, self.contract, self.val_images, self.device)
@@ -264,7 +263,7 @@ class Trainer:
             writer.writeheader()
             writer.writerows(rows)
 
-    def run(self, stop_at: Optional[int] = None) -> TrainResult:
+    def run(self, stop_at: int | None = None) -> TrainResult:
         """Train until cfg.steps (or ``stop_at`` steps, max_minutes, or a signal); checkpoint at the end."""
         cfg = self.cfg
         target = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
@@ -309,7 +308,7 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, self.step >= cfg.steps, *self.last_val)
 
 
-def start_run(cfg: TrainConfig, run_dir: Path, stop_at: Optional[int] = None,
+def start_run(cfg: TrainConfig, run_dir: Path, stop_at: int | None = None,
               log: Callable[[str], None] = print) -> TrainResult:
     """Start a new run in ``run_dir`` (which must not hold one already)."""
     run_dir = Path(run_dir)
@@ -343,7 +342,7 @@ def read_checkpoint(run_dir: Path) -> dict:
         raise UsageError(f"{path}: unreadable checkpoint ({e})") from e
 
 
-def resume_run(run_dir: Path, stop_at: Optional[int] = None, steps: Optional[int] = None,
+def resume_run(run_dir: Path, stop_at: int | None = None, steps: int | None = None,
                log: Callable[[str], None] = print) -> TrainResult:
     """Continue the run in ``run_dir`` exactly where its checkpoint left off.
 
@@ -359,3 +358,31 @@ def resume_run(run_dir: Path, stop_at: Optional[int] = None, steps: Optional[int
     trainer.load_state(read_checkpoint(run_dir))
     trainer._truncate_log()
     return trainer.run(stop_at)
+
+
+def train(arch: str | None, out: Path | None, data: Sequence[str] = (), synth: Sequence[str] = (),
+          config_file: Path | None = None, resume: Path | None = None,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """What ``derain train ARCH --data ... --synth ... --out RUN_DIR [--config FILE] [--resume RUN_DIR]`` does.
+
+    A new run takes its options from ``config_file`` (JSON; defaults otherwise), with ``arch``,
+    ``data`` and ``synth`` given here taking precedence. ``resume`` continues an existing run with the
+    settings it was started with.
+    """
+    if resume is not None:
+        if data or synth or config_file:
+            raise UsageError("--resume continues a run with its own settings; drop --data, --synth and --config")
+        cfg = load_run_config(Path(resume))
+        if arch and arch.lower() != cfg.arch:
+            raise UsageError(f"{resume} trains {cfg.arch}, not {arch}")
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise UsageError(f"--out {out} differs from --resume {resume}; a resumed run stays in its folder")
+        return resume_run(Path(resume), log=log)
+    if out is None:
+        raise UsageError("--out RUN_DIR is required for a new training run")
+    cfg = TrainConfig.from_file(Path(config_file)) if config_file else TrainConfig()
+    if arch:
+        cfg.arch = arch.lower()
+    cfg.data = list(data) or cfg.data
+    cfg.synth = list(synth) or cfg.synth
+    return start_run(cfg, Path(out), log=log)

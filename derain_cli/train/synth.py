@@ -16,9 +16,9 @@ Everything is numpy float32 in [0, 1], H x W x 3, and deterministic for a ``nump
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from scipy import ndimage, signal
@@ -51,8 +51,8 @@ PRESETS: dict[str, RainPreset] = {
     "medium": RainPreset(layers=(2, 3), cover=(0.03, 0.09), length=(15, 45), width=(0.4, 1.1),
                          brightness=(0.3, 0.7), angle_spread=10, haze=(0.3, 0.4), drops=0.15, screen=0.5,
                          cross=0.3),
-    "heavy": RainPreset(layers=(2, 4), cover=(0.08, 0.28), length=(30, 100), width=(0.6, 1.6),
-                        brightness=(0.15, 0.5), angle_spread=14, haze=(0.5, 0.6), drops=0.2, screen=0.3,
+    "heavy": RainPreset(layers=(2, 4), cover=(0.1, 0.4), length=(30, 120), width=(0.6, 2.4),
+                        brightness=(0.2, 0.85), angle_spread=14, haze=(0.5, 0.6), drops=0.2, screen=0.3,
                         cross=0.6),
 }
 PRESET_NAMES = (*PRESETS, "mixed")
@@ -65,7 +65,7 @@ def line_kernel(length: float, angle_deg: float) -> np.ndarray:
     of the seed's brightness.
     """
     length = max(1.0, float(length))
-    half = int(math.ceil(length / 2)) + 1
+    half = math.ceil(length / 2) + 1
     size = 2 * half + 1
     theta = math.radians(angle_deg)
     dx, dy = math.sin(theta), math.cos(theta)
@@ -84,7 +84,6 @@ def line_kernel(length: float, angle_deg: float) -> np.ndarray:
 def _streak_layer(shape: tuple[int, int], rng: np.random.Generator, density: float, length: float,
                   width: float, angle: float, jitter: float) -> np.ndarray:
     """One layer of streaks, H x W, peak values around 1 (before brightness)."""
-    h, w = shape
     out = np.zeros(shape, np.float32)
     groups = 3 if jitter > 0 else 1  # per-streak angle jitter: seeds split into groups
     for g in range(groups):
@@ -139,7 +138,7 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "mixed",
     if preset not in PRESET_NAMES:
         raise UsageError(f"unknown rain preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     if preset == "mixed":
-        preset = str(rng.choice(list(PRESETS), p=[0.25, 0.35, 0.4]))
+        preset = str(rng.choice(list(PRESETS), p=[0.2, 0.3, 0.5]))
     p = PRESETS[preset]
     h, w = clean.shape[:2]
     img = clean.astype(np.float32)
@@ -165,9 +164,9 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "mixed",
         atten = 1.0 - 0.6 * z * depth  # far layers fade where the scene is far (into the haze)
         rain = 1 - (1 - rain) * (1 - np.clip(layer * bright * atten, 0, 1))
     if rng.random() < p.cross:
-        bright = rng.uniform(0.5, 0.9)
+        bright = rng.uniform(0.4, 0.9)
         length = near_length * rng.uniform(0.8, 1.6)
-        layer = _streak_layer((h, w), rng, density=_density_for(cover * rng.uniform(0.05, 0.15), bright, length,
+        layer = _streak_layer((h, w), rng, density=_density_for(cover * rng.uniform(0.05, 0.5), bright, length,
                                                                 near_width * 0.6),
                               length=length, width=near_width * 0.6,
                               angle=angle + rng.choice([-1, 1]) * rng.uniform(15, 40), jitter=2)
@@ -218,7 +217,7 @@ def write_rgb(path: Path, img: np.ndarray) -> None:
 
 
 def synth_folder(clean_dir: Path, out_dir: Path, preset: str = "mixed", per_image: int = 1, seed: int = 0,
-                 max_side: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> int:
+                 max_side: int | None = None, progress: Callable[[str], None] | None = None) -> int:
     """Write rainy/clean pairs for every image in ``clean_dir``; return the number of pairs.
 
     ``OUT/input/NAME.png`` is the rainy image and ``OUT/target/NAME.png`` the clean one (resized

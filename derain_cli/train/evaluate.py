@@ -1,0 +1,75 @@
+"""Score weights on paired benchmark folders (whole images, restormer convention).
+
+    python -m derain_cli.train.evaluate WEIGHTS.safetensors PAIRED_DIR [PAIRED_DIR ...]
+
+prints, per folder, the mean PSNR/SSIM of the rainy input and of the network's output against the
+clean targets. The weights' metadata names the architecture and its configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import models
+from ..models.registry import ModelEntry, ResolvedModel, WeightSource
+from ..models.runner import ModelRunner
+from .data import load_uint8, paired_files
+from .export import read_metadata
+
+
+@dataclass
+class FolderScore:
+    folder: str
+    images: int
+    input_psnr: float
+    input_ssim: float
+    output_psnr: float
+    output_ssim: float
+
+
+def load_exported(path: Path) -> tuple[torch.nn.Module, ResolvedModel]:
+    """An exported file as (eval-mode module, the ResolvedModel describing it), loaded strictly."""
+    meta = read_metadata(path)
+    arch = models.REGISTRY.architecture(meta.get("architecture", ""))
+    entry = ModelEntry(arch=arch.name, variant="file", config=json.loads(meta.get("arch_config", "{}")),
+                       source=WeightSource(kind="file", filename=Path(path).name, path=str(path)))
+    resolved = ResolvedModel(entry, arch)
+    return models.load_from_file(resolved, path), resolved
+
+
+def score_folder(module: torch.nn.Module, contract, folder: Path) -> FolderScore:
+    """Mean input and output PSNR/SSIM (restormer convention) over a paired folder."""
+    from ..metrics import score, to_uint8
+
+    runner = ModelRunner(module, contract)
+    rows = []
+    for rainy_path, clean_path in paired_files(folder):
+        rainy, clean = load_uint8(rainy_path), load_uint8(clean_path)
+        x = torch.from_numpy(rainy.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        out = to_uint8(runner(x).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())
+        rows.append((*score(rainy, clean, "restormer"), *score(out, clean, "restormer")))
+    m = np.mean(rows, axis=0)
+    return FolderScore(Path(folder).name, len(rows), *map(float, m))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    module, resolved = load_exported(Path(argv[0]))
+    print(f"{'folder':<22} {'n':>3} {'input PSNR/SSIM':>18} {'output PSNR/SSIM':>18}")
+    for folder in argv[1:]:
+        s = score_folder(module, resolved.contract, Path(folder))
+        print(f"{s.folder:<22} {s.images:>3} {s.input_psnr:>9.2f} {s.input_ssim:>8.4f} "
+              f"{s.output_psnr:>9.2f} {s.output_ssim:>8.4f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,52 @@
+"""The packaged default model: present in the package, loads offline, and removes rain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from derain_cli import models
+from derain_cli.metrics import psnr, to_uint8
+from derain_cli.models.runner import ModelRunner
+from derain_cli.train import read_metadata
+from derain_cli.weights import cached_path
+
+from ..conftest import shared_path
+
+
+def _bundled():
+    model = models.resolve(None)
+    path = cached_path(model)
+    return model, path
+
+
+def test_default_model_ships_inside_the_package():
+    model, path = _bundled()
+    assert model.name == "derainlite:v1" and model.source.kind == "bundled"
+    assert path is not None and path.is_file(), "derain_cli/assets/derainlite.safetensors is missing"
+    data = path.read_bytes()
+    assert len(data) <= 8 * 1024 * 1024
+    assert len(data) == model.source.size
+    assert hashlib.sha256(data).hexdigest() == model.source.sha256, "registry sha256 is stale: update derainlite.py"
+    meta = read_metadata(path)
+    assert meta["architecture"] == "derainlite" and meta["weights"] == "ema"
+    assert json.loads(meta["arch_config"]) == {}  # trained in the registered configuration
+
+
+def test_default_model_loads_offline_and_removes_rain(monkeypatch):
+    pair = shared_path("data", "paired", "rain100l-samples")
+    monkeypatch.setenv("DERAIN_OFFLINE", "1")
+    monkeypatch.setattr("requests.Session.request", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network")))
+    model = models.resolve(None)
+    net = models.load(None)
+    rainy = np.asarray(Image.open(pair / "input" / "norain-1.png").convert("RGB"))
+    clean = np.asarray(Image.open(pair / "target" / "norain-1.png").convert("RGB"))
+    x = torch.from_numpy(rainy.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    y = ModelRunner(net, model.contract)(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    out = to_uint8(y)
+    assert out.shape == rainy.shape
+    assert psnr(out, clean) > psnr(rainy, clean) + 1.0
