@@ -493,8 +493,13 @@ def _save_converted(model: ResolvedModel, state: Mapping[str, Any], out: Path) -
     return f"converted to safetensors by the {model.arch} importer"
 
 
-def _finish_fetch(model: ResolvedModel, part: Path, origin: str, source: str) -> Path:
-    """Check a fetched ``.part`` against the registry and install it (converting if needed)."""
+def _finish_fetch(model: ResolvedModel, part: Path, origin: str, source: str,
+                  companions: Mapping[str, Path] | None = None) -> Path:
+    """Check a fetched ``.part`` against the registry and install it (converting if needed).
+
+    ``companions`` maps the names of files that must sit beside the main one (TensorFlow data
+    shards) to where they were fetched; they are only needed for the conversion.
+    """
     src = model.source
     got = sha256_file(part)
     if src.sha256 and got != src.sha256.lower():
@@ -515,6 +520,8 @@ def _finish_fetch(model: ResolvedModel, part: Path, origin: str, source: str) ->
         with tempfile.TemporaryDirectory(dir=part.parent) as tmp:
             named = Path(tmp) / original
             os.replace(part, named)
+            for name, fetched in (companions or {}).items():
+                os.replace(fetched, Path(tmp) / name)
             converted_part = _converted_path(part)
             how = _save_converted(model, _run_importer(model, named), converted_part)
         return _install(model, converted_part, source=source, imported=False, original_filename=original,
@@ -659,18 +666,20 @@ def _mirror_url(location: str, filename: str) -> str:
 
 
 def _fetch_from_mirror(model: ResolvedModel, location: str, part: Path, progress: bool) -> Path | None:
-    """Fetch the model's file from the mirror; None when the mirror does not have it."""
+    """Fetch the model's file (and its companions) from the mirror; None when the mirror lacks it."""
     filename = model.source.filename
+    companions = {name: part.with_name(f"{name}.part") for name in model.source.companions}
     folder = _mirror_folder(location)
     if folder is not None:
         found = folder / filename
         if not found.is_file():
             return None
-        try:
-            shutil.copyfile(found, part)
-        except OSError as e:
-            raise DownloadError(f"{model.name}: cannot copy {found}: {e.strerror or e}") from e
-        return _finish_fetch(model, part, str(found), f"mirror {found}")
+        for name, dest in {filename: part, **companions}.items():
+            try:
+                shutil.copyfile(folder / name, dest)
+            except OSError as e:
+                raise DownloadError(f"{model.name}: cannot copy {folder / name}: {e.strerror or e}") from e
+        return _finish_fetch(model, part, str(found), f"mirror {found}", companions)
     if offline():
         raise OfflineError(
             f"{model.name}: weights not cached, DERAIN_OFFLINE is set and DERAIN_MIRROR is a URL "
@@ -683,7 +692,9 @@ def _fetch_from_mirror(model: ResolvedModel, location: str, part: Path, progress
         if e.status == 404:
             return None
         raise
-    return _finish_fetch(model, part, url, f"mirror {url}")
+    for name, dest in companions.items():
+        http_download(_mirror_url(location, name), dest, progress=progress, desc=f"{model.name} ({name})")
+    return _finish_fetch(model, part, url, f"mirror {url}", companions)
 
 
 # --------------------------------------------------------------------------------------------
@@ -713,7 +724,8 @@ def manual_instructions(model: ResolvedModel) -> str:
             f"  1. Download {src.url}{checksum}",
             f"  2. Run: {import_cmd}",
         ]
-    lines.append(f"  Offline machines: put {src.filename} in a folder and set DERAIN_MIRROR to that folder.")
+    files = " and ".join((src.filename, *src.companions))
+    lines.append(f"  Offline machines: put {files} in a folder and set DERAIN_MIRROR to that folder.")
     return "\n".join(lines)
 
 

@@ -360,7 +360,7 @@ ARCHITECTURE = Architecture(
 
 MODELS = [
     ModelEntry(
-        arch="hct-ffn", variant="rain100h", trained_on="Rain100H (1800 training pairs, i.e. Rain200H)",
+        arch="hct-ffn", variant="rain100h", trained_on="Rain100H (1800 training pairs: the set later called Rain200H)",
         source=WeightSource(kind="url", filename="hct-ffn-rain100h.pt", url=f"{_BASE}/model_best_Rain100H.pt",
                             sha256="3c072706a7693c55e60324db0bea2eefd32edea1247b6bee21f0c9c4d62a4a29", size=3595067),
     ),

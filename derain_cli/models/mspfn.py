@@ -504,6 +504,7 @@ MODELS = [
             # The TF checkpoint is two files; `derain models import` is given the .index, the importer
             # reads the .data shard beside it, and the cache keeps the converted safetensors.
             filename="epoch50.index",
+            companions=("epoch50.data-00000-of-00001",),
             page="https://drive.google.com/file/d/1nrjZtNs6AJYvfHi9TeCVTs50E57Fxgsc",
             instructions=(
                 "Download the authors' TensorFlow checkpoint (or from Baidu: "

@@ -91,6 +91,9 @@ class WeightSource:
     password: Optional[str] = None  # kind "manual": share password (Baidu)
     instructions: Optional[str] = None  # kind "manual": what to pick on that page
     path: Optional[str] = None  # kind "bundled": path relative to the package; "file": absolute
+    # Files that must sit beside ``filename`` for it to load (e.g. a TensorFlow checkpoint's
+    # ``.data-00000-of-00001`` shard next to its ``.index``); a mirror serves them under these names.
+    companions: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in {"url", "manual", "bundled", "file"}:
@@ -150,6 +153,8 @@ class Architecture:
     # Whether users are offered this architecture (False for test-only networks is not needed:
     # those live in tests/ and are never registered outside them).
     trainable: bool = True
+    # Shown when the architecture has no weights registered (e.g. PLNLIN, whose authors published none).
+    weights_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -307,7 +312,7 @@ class Registry:
                     variant = variants[0]
                 else:
                     raise ModelError(
-                        f"model {name!r} has no released weights registered"
+                        (arch.weights_note or f"model {name!r} has no released weights registered")
                         if not variants
                         else f"model {name!r} needs a variant: {', '.join(sorted(variants))}"
                     )

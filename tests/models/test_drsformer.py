@@ -188,8 +188,9 @@ def test_adapter_unwrapping_and_refusals(tiny):
     old_version = {k: v for k, v in state.items() if not k.split(".")[-1].startswith("attn")}
     with pytest.raises(ModelError, match="attn1..attn4"):
         adapt({"params": old_version})
-    with pytest.raises(ModelError, match="not a DRSformer state dict"):
+    with pytest.raises(ModelError, match="not a state dict"):
         adapt([1, 2])
+    assert set(adapt({"state_dict": state, "epoch": 3})) == set(state)
     with pytest.raises(ModelError, match="drsformer:rain200l or drsformer:spa"):
         models.resolve("drsformer:rain200h").adapter({"params": tiny["no_mefc"]["state_dict"]})
     with pytest.raises(ModelError, match="drsformer:rain200h or drsformer:did or drsformer:ddn"):

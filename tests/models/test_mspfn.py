@@ -115,6 +115,23 @@ def test_importer_needs_the_data_file_beside_the_index(tiny, tmp_path):
         mspfn.import_tf_checkpoint(str(tmp_path / "epoch50.index"), tiny["config"])
 
 
+def test_import_command_stores_converted_weights_that_load(tiny, expected):
+    """`derain models import mspfn epoch50.index`: the importer finds the data file beside the index
+    and the cache keeps safetensors (the registered entry with the tiny configuration)."""
+    from derain_cli import weights
+    from derain_cli.models import ResolvedModel, load_from_file
+    from derain_cli.models.registry import replace
+
+    model = ResolvedModel(replace(mspfn.MODELS[0], config=dict(tiny["config"])), mspfn.ARCHITECTURE)
+    index = shared_path("reference", "mspfn", "tiny_tf_with_adam", "epoch50.index")
+    stored = weights.import_weights(model, index)
+    assert stored.name.endswith("-epoch50.safetensors")
+    assert weights.checkpoint_format(stored) == "safetensors"
+    with torch.inference_mode():
+        y = load_from_file(model, stored)(expected["input_odd"])
+    assert _max_diff(y, expected["output_odd"]) < TOL
+
+
 class _Recording(Mapping):
     """A read-only mapping that remembers which keys were read."""
 
@@ -215,3 +232,33 @@ def test_registry_finds_mspfn():
     assert model.name == "mspfn:rain13k"
     assert model.config == mspfn.RELEASED_CONFIG
 
+
+
+def test_mirror_folder_serves_the_two_file_tf_checkpoint(tmp_path, monkeypatch, shared):
+    """DERAIN_MIRROR pointing at a folder with epoch50.index and its data shard installs MSPFN."""
+    import dataclasses
+    import shutil
+
+    from derain_cli import models, weights
+    from derain_cli.models.registry import ResolvedModel
+
+    tiny = torch.load(shared / "reference" / "mspfn" / "tiny.pt", weights_only=True)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for f in (shared / "reference" / "mspfn" / "tiny_tf").glob("epoch50.*"):
+        shutil.copy(f, mirror / f.name)
+    real = models.resolve("mspfn")
+    arch = dataclasses.replace(real.architecture, default_config=dict(tiny["config"]))
+    model = ResolvedModel(real.entry, arch)
+    monkeypatch.setenv("DERAIN_MIRROR", str(mirror))
+    path = weights.ensure_weights(model, progress=False)
+    net = models.load_from_file(model, path)
+    expected = torch.load(shared / "reference" / "mspfn" / "tiny_tf" / "expected.pt", weights_only=True)
+    assert path.suffix == ".safetensors"
+    with torch.no_grad():
+        out = net(expected["input"])
+    assert (out - expected["output"]).abs().max().item() < 1e-4
+    (mirror / "epoch50.data-00000-of-00001").unlink()
+    weights.remove(model)
+    with pytest.raises(Exception, match="epoch50.data"):
+        weights.ensure_weights(model, progress=False)

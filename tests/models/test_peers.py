@@ -62,7 +62,11 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+SLOW = {"prenet", "brn", "hct-ffn"}  # several seconds each on one thread
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f
+                                    for f in sorted(FAMILIES)])
 def test_real_weights_reproduce_the_authors_outputs(family):
     failures = []
     for case in _golden(family):
