@@ -29,7 +29,13 @@ def build(arch: str, **config: Any):
 
 
 def resolve(name: str | None) -> ResolvedModel:
-    """Look up ``arch:variant`` (or ``arch``, or None for the built-in default)."""
+    """Look up ``arch:variant`` (or ``arch``, or None for the built-in default).
+
+    A path to a ``.safetensors`` file written by ``derain export`` is accepted too: its metadata
+    names the architecture and configuration.
+    """
+    if name and name.lower().endswith(".safetensors"):
+        return from_exported_file(name)
     if not name:
         default = default_model_name()
         if default.split(":")[0] not in REGISTRY.architectures():
@@ -41,6 +47,40 @@ def resolve(name: str | None) -> ResolvedModel:
             )
         return REGISTRY.resolve(default)
     return REGISTRY.resolve(name)
+
+
+def from_exported_file(path) -> ResolvedModel:
+    """A model for a file written by ``derain export`` (architecture and config from its metadata)."""
+    import json
+    from pathlib import Path
+
+    from ..errors import ModelError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"{path}: no such weights file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for a bad file
+        raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    arch_name = meta.get("architecture")
+    if not arch_name:
+        raise ModelError(f"{path}: no architecture in its metadata (was it written by `derain export`?)")
+    architecture = REGISTRY.architecture(arch_name)
+    try:
+        config = json.loads(meta.get("arch_config") or "{}")
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: its arch_config metadata is not valid JSON") from None
+    entry = ModelEntry(
+        arch=architecture.name, variant=path.stem, config=config,
+        source=WeightSource(kind="file", filename=path.name, path=str(path.resolve())),
+        trained_on=f"your training run ({meta.get('steps', '?')} steps)",
+        description=f"exported by derain {meta.get('derain_version', '?')} on {meta.get('created', '?')}",
+    )
+    return ResolvedModel(entry, architecture)
 
 
 def load_state_dict_strict(module, state: dict, source: str = "weights") -> None:

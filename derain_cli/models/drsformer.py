@@ -258,7 +258,10 @@ class FeedForward(StripedLayer):
     def _branches(self, x: Tensor, channels: slice, keep: slice) -> tuple[Tensor, Tensor]:
         """relu(dw3(y)), relu(dw5(y)) on rows ``keep`` for the channels ``channels`` of project_in(x)."""
         b, _, h, w = x.shape
-        pick = (lambda t: None if t is None else t[channels])
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[channels]
+
         y = _image(F.linear(_rows(x), pick(_matrix(self.project_in)), pick(self.project_in.bias)), b, h, w)
         n = y.shape[1]
         small = F.conv2d(y, pick(self.dwconv3x3.weight), pick(self.dwconv3x3.bias), padding=1, groups=n)
@@ -583,10 +586,10 @@ class DRSformer(nn.Module):
 
 # -- checkpoints and registry -----------------------------------------------------------------
 
-RELEASED_CONFIG: dict[str, Any] = dict(
-    inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), heads=(1, 2, 4, 8),
-    ffn_expansion_factor=2.66, bias=False, LayerNorm_type="WithBias",
-)
+RELEASED_CONFIG: dict[str, Any] = {
+    "inp_channels": 3, "out_channels": 3, "dim": 48, "num_blocks": (4, 6, 6, 8), "heads": (1, 2, 4, 8),
+    "ffn_expansion_factor": 2.66, "bias": False, "LayerNorm_type": "WithBias",
+}
 
 
 def has_mefc(state: Mapping[str, Any]) -> bool:

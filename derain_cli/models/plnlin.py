@@ -67,23 +67,34 @@ def _unwindows(t: torch.Tensor, window: int) -> torch.Tensor:
     return t.reshape(b, gh * window, gw * window, c)
 
 
-def blocked_keys(height: int, width: int, grid: tuple[int, int], window: int, shift: int,
-                 device: torch.device) -> torch.Tensor:
-    """Which keys each query may not attend to, per window: bool (gh, gw, L, L), True = blocked.
+def window_labels(height: int, width: int, grid: tuple[int, int], window: int, shift: int,
+                  device: torch.device) -> tuple[torch.Tensor, int, int]:
+    """Attention groups of the tokens per window, long (gh, gw, L), and where masking starts.
 
     ``grid`` is the padded size (a multiple of ``window``), ``height`` x ``width`` the valid part at
     its top left. The padded grid is rolled up and left by ``shift`` before being cut into windows
     (Swin's shifted windows), so a window at the bottom or right edge mixes tokens that wrapped
-    around from the opposite edge with tokens that did not: those never see each other. Padding
-    tokens are never seen.
+    around from the opposite edge with tokens that did not. A token may see only keys of its own
+    label: 0 to 3 tell wrapped from unwrapped rows and columns, -1 marks padding (seen by none).
+    Windows above row ``r0`` and left of column ``c0`` (the first window row and column holding a
+    wrapped or padded token) hold only label 0.
     """
     rows = (torch.arange(grid[0], device=device) + shift) % grid[0]  # original row of each rolled row
     cols = (torch.arange(grid[1], device=device) + shift) % grid[1]
-    region = (rows < shift).long()[:, None] * 2 + (cols < shift).long()[None, :]
-    valid = (rows < height)[:, None] & (cols < width)[None, :]
-    region = _windows(region[None], window)[0]
-    valid = _windows(valid[None], window)[0]
-    return (region[..., :, None] != region[..., None, :]) | ~valid[..., None, :]
+    labels = (rows < shift).long()[:, None] * 2 + (cols < shift).long()[None, :]
+    labels = labels.masked_fill(~((rows < height)[:, None] & (cols < width)[None, :]), -1)
+
+    def first_window(lines: torch.Tensor, valid: int) -> int:
+        special = ((lines < shift) | (lines >= valid)).nonzero()
+        return int(special[0]) // window if len(special) else len(lines) // window
+
+    return _windows(labels[None], window)[0], first_window(rows, height), first_window(cols, width)
+
+
+def blocked_keys(labels: torch.Tensor) -> torch.Tensor:
+    """(..., L) window labels -> bool (..., L, L): True where a query must not see a key."""
+    keys = labels[..., None, :]
+    return (labels[..., :, None] != keys) | (keys < 0)
 
 
 class WindowAttention(nn.Module):
@@ -111,10 +122,14 @@ class WindowAttention(nn.Module):
         b, gh, gw, length, _ = qkv.shape
         if gh == 0 or gw == 0:
             return qkv.new_empty(b, gh, gw, length, qkv.shape[-1] // 3)
-        q, k, v = qkv.reshape(b, gh * gw, length, 3, self.heads, -1).permute(3, 0, 1, 4, 2, 5)
-        mask = bias if blocked is None else bias + blocked.reshape(gh * gw, 1, length, length) * _BLOCKED
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))  # B, n, heads, L, d
-        return out.transpose(2, 3).reshape(b, gh, gw, length, -1)
+        # Four dimensions (windows of all images, heads, L, d): CPU runs its fused kernel only then.
+        q, k, v = qkv.reshape(b * gh * gw, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        mask = bias[None]
+        if blocked is not None:
+            blocked = blocked.reshape(1, gh * gw, 1, length, length).expand(b, -1, -1, -1, -1)
+            mask = mask + blocked.flatten(0, 1) * _BLOCKED
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))  # B*n, heads, L, d
+        return out.transpose(1, 2).reshape(b, gh, gw, length, -1)
 
     def forward(self, t: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """``t``: (B, Hp, Wp, C), Hp and Wp multiples of the window, valid in its top-left
@@ -125,16 +140,13 @@ class WindowAttention(nn.Module):
             t = torch.roll(t, (-s, -s), (1, 2))
         qkv = _windows(self.qkv(t), self.window)
         bias = self.relative_bias()
-        if not s and grid == (height, width):
-            out = self._attend(qkv, bias, None)
-        else:
-            # Only the last row and the last column of windows hold padding or wrapped tokens;
-            # the others need no mask (which would cost memory proportional to the image).
-            blocked = blocked_keys(height, width, grid, self.window, s, t.device)
-            inner = self._attend(qkv[:, :-1, :-1], bias, None)
-            right = self._attend(qkv[:, :-1, -1:], bias, blocked[:-1, -1:])
-            bottom = self._attend(qkv[:, -1:], bias, blocked[-1:])
-            out = torch.cat([torch.cat([inner, right], dim=2), bottom], dim=1)
+        labels, r0, c0 = window_labels(height, width, grid, self.window, s, t.device)
+        # Masks only where needed: a mask over every window would cost memory in proportion to
+        # the image.
+        inner = self._attend(qkv[:, :r0, :c0], bias, None)
+        right = self._attend(qkv[:, :r0, c0:], bias, blocked_keys(labels[:r0, c0:]))
+        bottom = self._attend(qkv[:, r0:], bias, blocked_keys(labels[r0:]))
+        out = torch.cat([torch.cat([inner, right], dim=2), bottom], dim=1)
         out = _unwindows(self.proj(out), self.window)
         return torch.roll(out, (s, s), (1, 2)) if s else out
 

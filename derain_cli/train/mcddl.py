@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models.plnlin import MCDDLDiscriminator, PLNLIN, PLNLINOutput, downscale
+from ..models.plnlin import PLNLIN, MCDDLDiscriminator, PLNLINOutput, downscale
 from .losses import ssim
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -78,7 +79,7 @@ def test_stripe_plan_covers_the_image_on_cpu_only():
     layer = drsformer.FeedForward(8, 2.66)
     rows = layer.stripes(torch.empty(1, 8, 100, 256))
     assert rows[0].start == 0 and rows[-1].stop == 100 and len(rows) == 4
-    assert all(a.stop == b.start for a, b in zip(rows, rows[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(rows))
     assert layer.stripes(torch.empty(1, 8, 100, 256, device="meta")) == [slice(0, 100)]
 
 
