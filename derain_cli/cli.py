@@ -548,6 +548,13 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="One JSON arr
     from . import models
 
     records = [_model_record(m) for m in models.REGISTRY.models()]
+    with_weights = {m.arch for m in models.REGISTRY.models()}
+    for arch in models.REGISTRY.architectures().values():
+        if arch.name not in with_weights:  # e.g. PLNLIN: no published weights, train your own
+            records.append({"name": arch.name, "architecture": arch.title, "arch": arch.name, "variant": None,
+                            "trained_on": "no weights published: train your own", "size": None,
+                            "installed": False, "source": "none", "sha256": None, "url": arch.url or None,
+                            "default_variant": False, "default_model": False})
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return

@@ -23,7 +23,7 @@ cat >"$CONFIG" <<'JSON'
 {
   "synth_preset": "mixed",
   "synth_fraction": 0.7,
-  "steps": 2200,
+  "steps": 4000,
   "batch": 8,
   "crop": 128,
   "lr": 0.0008,

@@ -16,7 +16,7 @@ in ``docs/plnlin.md``.
   multi-scale cross-content deeply discriminative learning).
 
 Cost of the released configuration: 2,164,356 generator parameters (the paper reports 2.25 M),
-about 1.25 M multiply-accumulates per pixel.
+about 1.24 M multiply-accumulates per pixel (attention included).
 """
 
 from __future__ import annotations
@@ -339,8 +339,8 @@ class MCDDLDiscriminator(nn.Module):
     """Multi-scale cross-content discriminator (paper eq. 7).
 
     ``F1 = PLNLIM(conv3x3(image))``; for layer j = 1..levels: ``Fj~ = PLNLIM(conv1x1([Hj, Fj]))``
-    with ``Hj`` the generator's fused feature at scale 1/2**(j-1), a 3x3 side head turns ``Fj~``
-    into a one-channel logit map, and ``F(j+1) = avgpool2x2(Fj~)``.
+    with ``Hj`` the generator's fused feature at scale 1/2**(j-1), a side head (3x3 convolution, no bias)
+    turns ``Fj~`` into a one-channel logit map, and ``F(j+1) = avgpool2x2(Fj~)``.
     """
 
     def __init__(self, channels: int = 32, levels: int = 4, depth: int = 2, window: int = 7, heads: int = 2,
@@ -350,7 +350,8 @@ class MCDDLDiscriminator(nn.Module):
         self.levels = levels
         self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), PLNLIM(channels, depth, *opts))
         self.layers = nn.ModuleList(FusedPLNLIM(channels, depth, *opts) for _ in range(levels))
-        self.heads_out = nn.ModuleList(nn.Conv2d(channels, 1, 3, padding=1) for _ in range(levels))
+        # No bias: the relativistic loss only sees differences of logits, where a bias cancels.
+        self.heads_out = nn.ModuleList(nn.Conv2d(channels, 1, 3, padding=1, bias=False) for _ in range(levels))
 
     @classmethod
     def matching(cls, generator: PLNLIN, depth: int = 2) -> MCDDLDiscriminator:
@@ -387,8 +388,8 @@ ARCHITECTURE = Architecture(
         pad_mode="reflect", pad_where="bottom_right", output=None,
         # Attention stays inside 7x7 windows and nothing pools over the whole image.
         global_context=False, tile=None,
-        # Peak resident-memory growth per pixel of a float32 CPU forward (docs/plnlin.md).
-        bytes_per_pixel=2200,
+        # Peak resident-memory growth per pixel of a float32 CPU forward at 768x768 (docs/plnlin.md).
+        bytes_per_pixel=2600,
         # LayerNorm and softmax run in float32 under autocast; the masks are finite in fp16.
         half_precision=True,
     ),
@@ -405,8 +406,8 @@ ARCHITECTURE = Architecture(
     default_variant=None,
     weights_note=(
         "PLNLIN: the authors published no weights, and derain's own training of it has not produced weights "
-        "yet; train it with `derain train plnlin --data DIR --out RUN` and use the exported file with "
-        "`derain models import`"
+        "yet; train it with `derain train plnlin --data DIR --out RUN`, export it with "
+        "`derain export RUN --out plnlin.safetensors` and use it with `-m plnlin.safetensors`"
     ),
 )
 

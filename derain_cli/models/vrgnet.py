@@ -49,7 +49,7 @@ _BASE = "https://github.com/hongwang01/VRGNet/raw/036d7a9757abcefde89abadce6a706
 
 ARCHITECTURE = Architecture(
     name="vrgnet",
-    title="VRGNet (deraining network)",
+    title="VRGNet",
     builder=VRGDerainNet,
     default_config={},
     contract=Contract(output=0, bytes_per_pixel=1536),

@@ -25,7 +25,7 @@ def test_models_list_json_and_info(derain):
     assert "testnet:random" in records
     for rec in records.values():
         assert {"name", "architecture", "trained_on", "size", "installed", "source", "sha256", "url"} <= set(rec)
-        assert rec["source"] in ("url", "manual", "bundled", "file")
+        assert rec["source"] in ("url", "manual", "bundled", "file", "none")
     r = derain("models", "info", "testnet")
     assert r.returncode == 0 and "input contract" in r.stdout and "RGB" in r.stdout
     r = derain("models", "info", "nosuch")
