@@ -116,7 +116,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
-    header = f"{'arch':<12} {'params':>10} {'MACs/px':>10} {'device':<10} {'thr':>3} {'size':>5} {'seconds':>9} {'peak MB':>9}"
+    header = (f"{'arch':<12} {'params':>10} {'MACs/px':>10} {'device':<10} {'thr':>3} {'size':>5} "
+              f"{'seconds':>9} {'peak MB':>9}")
     print(header)
     print("-" * len(header))
     results = []

@@ -5,7 +5,7 @@ Importing this package is cheap: torch is imported only by the modules that need
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Derainer"]
+__all__ = ["Derainer", "__version__"]
 
 
 def __getattr__(name):  # lazy so that `derain --version` never imports torch

@@ -15,9 +15,9 @@ import fnmatch
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -33,22 +33,22 @@ class FileResult:
     """What happened to one input file (one JSON record of `--json`)."""
 
     input: str
-    output: Optional[str]
+    output: str | None
     status: str  # "ok", "skipped" or "failed"
-    model: Optional[str] = None
-    error: Optional[str] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-    seconds: Optional[float] = None
-    device: Optional[str] = None
-    tile: Optional[int] = None
-    compare: Optional[str] = None
+    model: str | None = None
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    seconds: float | None = None
+    device: str | None = None
+    tile: int | None = None
+    compare: str | None = None
     warnings: list = field(default_factory=list)
-    traceback: Optional[str] = field(default=None, repr=False)  # for -v; not part of the JSON record
-    psnr_input: Optional[float] = None
-    ssim_input: Optional[float] = None
-    psnr_output: Optional[float] = None
-    ssim_output: Optional[float] = None
+    traceback: str | None = field(default=None, repr=False)  # for -v; not part of the JSON record
+    psnr_input: float | None = None
+    ssim_input: float | None = None
+    psnr_output: float | None = None
+    ssim_output: float | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None and v != [] and k != "traceback"}
@@ -70,7 +70,7 @@ class FolderReport:
         return out
 
 
-def output_extension(src: Path, fmt: Optional[str]) -> str:
+def output_extension(src: Path, fmt: str | None) -> str:
     """The extension of the output for ``src``: its own, or that of ``fmt`` (HEIC is written as JPEG)."""
     fmt = (fmt or "same").lower()
     if fmt == "same":
@@ -78,7 +78,7 @@ def output_extension(src: Path, fmt: Optional[str]) -> str:
     return imaging.extension_for(fmt)
 
 
-def default_output_path(src: Path, suffix: str = DEFAULT_SUFFIX, fmt: Optional[str] = None) -> Path:
+def default_output_path(src: Path, suffix: str = DEFAULT_SUFFIX, fmt: str | None = None) -> Path:
     """``photo.jpg`` -> ``photo_derained.jpg`` next to the input."""
     return src.with_name(f"{src.stem}{suffix}{output_extension(src, fmt)}")
 
@@ -90,7 +90,7 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def iter_images(root: Path, recursive: bool = True, glob: Optional[str] = None) -> Iterator[Path]:
+def iter_images(root: Path, recursive: bool = True, glob: str | None = None) -> Iterator[Path]:
     """Image files under ``root`` in a stable order (hidden files and folders skipped)."""
     exts = imaging.SUPPORTED_EXTENSIONS
     walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
@@ -125,14 +125,14 @@ class Derainer:
 
     def __init__(
         self,
-        model: Optional[str] = None,
+        model: str | None = None,
         device: str = "auto",
         precision: str = "auto",
-        tile: Union[str, int, None] = "auto",
+        tile: str | int | None = "auto",
         tile_overlap: int = 32,
-        threads: Optional[int] = None,
+        threads: int | None = None,
         progress: bool = False,
-        max_pixels: Optional[int] = imaging.DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = imaging.DEFAULT_MAX_PIXELS,
     ):
         from . import models
         from .device import choose_device, choose_dtype, configure_threads
@@ -185,7 +185,7 @@ class Derainer:
             self._runner = ModelRunner(module, self.model.contract, dtype=self.dtype)
         return self._runner
 
-    def tile_for(self, height: int, width: int, prefer_whole: bool = False) -> Optional[int]:
+    def tile_for(self, height: int, width: int, prefer_whole: bool = False) -> int | None:
         """The tile size used for an image of this size (None: the whole image in one pass)."""
         if self.tile != "auto":
             return None if self.tile == 0 else int(self.tile)
@@ -206,7 +206,7 @@ class Derainer:
 
     # -- arrays and images -----------------------------------------------------------------------
     def derain_rgb(self, rgb: np.ndarray, prefer_whole: bool = False,
-                   tile_progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+                   tile_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """float32 H x W x 3 RGB in [0, 1] -> derained, same shape, clamped to [0, 1]."""
         import torch
 
@@ -263,18 +263,18 @@ class Derainer:
     # -- files -------------------------------------------------------------------------------------
     def derain_file(
         self,
-        src: Union[str, Path],
-        dst: Union[str, Path, None] = None,
+        src: str | Path,
+        dst: str | Path | None = None,
         *,
-        format: Optional[str] = None,
-        quality: Optional[int] = None,
+        format: str | None = None,
+        quality: int | None = None,
         suffix: str = DEFAULT_SUFFIX,
         overwrite: bool = False,
-        compare: Optional[str] = None,
-        compare_dir: Union[str, Path, None] = None,
-        gt: Union[str, Path, None] = None,
+        compare: str | None = None,
+        compare_dir: str | Path | None = None,
+        gt: str | Path | None = None,
         convention: str = "restormer",
-        tile_progress: Optional[Callable[[int, int], None]] = None,
+        tile_progress: Callable[[int, int], None] | None = None,
     ) -> FileResult:
         """Derain one file. Never raises for a bad input: the result says ``failed`` and why.
 
@@ -319,7 +319,7 @@ class Derainer:
             self._failed(result, str(exc))
         except MemoryError:
             self._failed(result, f"{src}: out of memory (try a smaller --tile)")
-        except Exception as exc:  # a model or library failure must not stop a batch
+        except Exception as exc:  # noqa: BLE001 - a model or library failure must not stop a batch
             self._failed(result, f"{src}: {type(exc).__name__}: {exc}".splitlines()[0])
         return result
 
@@ -353,8 +353,8 @@ class Derainer:
 
     # -- folders -------------------------------------------------------------------------------------
     def plan_folder(
-        self, src_dir: Union[str, Path], dst_dir: Union[str, Path], *, recursive: bool = True,
-        glob: Optional[str] = None, format: Optional[str] = None, suffix: str = "",
+        self, src_dir: str | Path, dst_dir: str | Path, *, recursive: bool = True,
+        glob: str | None = None, format: str | None = None, suffix: str = "",
     ) -> list[tuple[Path, Path]]:
         """(input, output) pairs for a folder: the output tree mirrors the input tree."""
         src_dir, dst_dir = Path(src_dir), Path(dst_dir)
@@ -373,19 +373,19 @@ class Derainer:
 
     def derain_folder(
         self,
-        src_dir: Union[str, Path],
-        dst_dir: Union[str, Path],
+        src_dir: str | Path,
+        dst_dir: str | Path,
         *,
         recursive: bool = True,
-        glob: Optional[str] = None,
+        glob: str | None = None,
         overwrite: bool = False,
-        format: Optional[str] = None,
-        quality: Optional[int] = None,
+        format: str | None = None,
+        quality: int | None = None,
         suffix: str = "",
-        compare: Optional[str] = None,
-        compare_dir: Union[str, Path, None] = None,
+        compare: str | None = None,
+        compare_dir: str | Path | None = None,
         progress: bool = False,
-        on_result: Optional[Callable[[FileResult], None]] = None,
+        on_result: Callable[[FileResult], None] | None = None,
     ) -> FolderReport:
         """Derain every image under ``src_dir`` into ``dst_dir`` (same tree).
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from . import imaging
 from .api import Derainer, iter_images
@@ -113,8 +113,8 @@ def benchmark(
     device: str = "auto",
     precision: str = "auto",
     tile="auto",
-    max_pixels: Optional[int] = imaging.DEFAULT_MAX_PIXELS,
-    on_progress: Optional[Callable[[str], None]] = None,
+    max_pixels: int | None = imaging.DEFAULT_MAX_PIXELS,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Score the rainy inputs and every model against the ground truth; returns the JSON report."""
     from .metrics import CONVENTIONS, score, to_uint8

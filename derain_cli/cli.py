@@ -10,7 +10,6 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -25,12 +24,16 @@ class DefaultCommandGroup(TyperGroup):
     """`derain FILE...` means `derain run FILE...`: any first word that is not a command."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = [DEFAULT_COMMAND, *args]
-        elif args and args[0].startswith("-") and args[0] not in ("--help", "-h", "--version") \
-                and not any(a in self.commands for a in args):
+        if args and self._needs_default_command(args):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
+
+    def _needs_default_command(self, args: list) -> bool:
+        first = args[0]
+        if not first.startswith("-"):
+            return first not in self.commands  # `derain photo.jpg ...`
+        # `derain -m prenet photo.jpg`: options first, and no command anywhere
+        return first not in ("--help", "-h", "--version") and not any(a in self.commands for a in args)
 
     def list_commands(self, ctx):
         return [c for c in super().list_commands(ctx) if c != DEFAULT_COMMAND]
@@ -101,7 +104,7 @@ def _json_safe(obj):
     return obj
 
 
-def _fail(out: Output, exc: Exception) -> "typer.Exit":
+def _fail(out: Output, exc: Exception) -> typer.Exit:
     from .errors import DerainError
 
     if out.verbose:
@@ -170,7 +173,7 @@ MaxPixelsOpt = typer.Option(None, "--max-pixels", metavar="N",
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="CPU threads (default: DERAIN_THREADS or all cores).")
 
 
-def _max_pixels(value: Optional[int]):
+def _max_pixels(value: int | None):
     from .imaging import DEFAULT_MAX_PIXELS
 
     if value is None:
@@ -216,28 +219,29 @@ def main_callback(
     "inputs are never overwritten. EXIF, ICC profile and XMP are kept."
 ))
 def run_cmd(
-    files: List[Path] = typer.Argument(..., metavar="FILE", help="Images to derain."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output",
+    files: list[Path] = typer.Argument(..., metavar="FILE", help="Images to derain."),
+    output: Path | None = typer.Option(None, "-o", "--output",
                                           help="Output file (one input) or folder (several inputs)."),
-    gt: Optional[Path] = typer.Option(None, "--gt", metavar="GT_FILE",
+    gt: Path | None = typer.Option(None, "--gt", metavar="GT_FILE",
                                       help="Ground truth: print PSNR/SSIM of input and output against it."),
     metric: str = typer.Option("restormer", "--metric", metavar="restormer|rcdnet", help="PSNR/SSIM convention."),
-    model: Optional[str] = ModelOpt,
+    model: str | None = ModelOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     tile: str = TileOpt,
     tile_overlap: int = OverlapOpt,
     fmt: str = FormatOpt,
-    quality: Optional[int] = QualityOpt,
-    suffix: str = typer.Option("_derained", "--suffix", help="Added to the file name of outputs written beside inputs."),
+    quality: int | None = QualityOpt,
+    suffix: str = typer.Option("_derained", "--suffix",
+                               help="Added to the file name of outputs written beside inputs."),
     overwrite: bool = OverwriteOpt,
     compare: str = CompareOpt,
-    compare_dir: Optional[Path] = CompareDirOpt,
+    compare_dir: Path | None = CompareDirOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
-    max_pixels: Optional[int] = MaxPixelsOpt,
-    threads: Optional[int] = ThreadsOpt,
+    max_pixels: int | None = MaxPixelsOpt,
+    threads: int | None = ThreadsOpt,
 ):
     from .api import default_output_path
     from .errors import DerainError
@@ -264,16 +268,16 @@ def run_cmd(
             failed += result.status == "failed"
     except KeyboardInterrupt:
         out.error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except DerainError as exc:
-        raise _fail(out, exc)
+        raise _fail(out, exc) from None
     if failed:
         if len(files) > 1:
             out.error(f"{failed} of {len(files)} file(s) failed")
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
-def _output_paths(files: List[Path], output: Optional[Path], suffix: str, fmt: str) -> list:
+def _output_paths(files: list[Path], output: Path | None, suffix: str, fmt: str) -> list:
     from .api import output_extension
 
     if output is None:
@@ -325,24 +329,24 @@ def batch_cmd(
     in_dir: Path = typer.Argument(..., metavar="IN_DIR", help="Folder of rainy images."),
     out_dir: Path = typer.Option(..., "--out", metavar="OUT_DIR", help="Where the derained images go."),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Include subfolders (the tree is mirrored)."),
-    glob: Optional[str] = typer.Option(None, "--glob", metavar="PATTERN",
+    glob: str | None = typer.Option(None, "--glob", metavar="PATTERN",
                                        help="Only files matching PATTERN, e.g. '*.jpg' or 'cam1/*.png'."),
-    model: Optional[str] = ModelOpt,
+    model: str | None = ModelOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     tile: str = TileOpt,
     tile_overlap: int = OverlapOpt,
     fmt: str = FormatOpt,
-    quality: Optional[int] = QualityOpt,
+    quality: int | None = QualityOpt,
     suffix: str = typer.Option("", "--suffix", help="Added to output file names (default: same names)."),
     overwrite: bool = OverwriteOpt,
     compare: str = CompareOpt,
-    compare_dir: Optional[Path] = CompareDirOpt,
+    compare_dir: Path | None = CompareDirOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
-    max_pixels: Optional[int] = MaxPixelsOpt,
-    threads: Optional[int] = ThreadsOpt,
+    max_pixels: int | None = MaxPixelsOpt,
+    threads: int | None = ThreadsOpt,
 ):
     from .errors import DerainError
 
@@ -351,7 +355,7 @@ def batch_cmd(
     compare = _check_choice("--compare", compare, ("none", "side", "split"))
     if not in_dir.is_dir():
         out.error(f"{in_dir}: not a folder")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels)
         report = derainer.derain_folder(
@@ -362,9 +366,9 @@ def batch_cmd(
         )
     except KeyboardInterrupt:
         out.error("interrupted; run the same command again to resume")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except DerainError as exc:
-        raise _fail(out, exc)
+        raise _fail(out, exc) from None
     counts = report.counts
     if not report.results:
         out.warn(f"{in_dir}: no images found" + ("" if recursive else " (add --recursive for subfolders)"))
@@ -374,7 +378,7 @@ def batch_cmd(
         for r in report.failed:
             typer.echo(f"failed: {r.error}", err=True)
     if counts["failed"]:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _print_batch_summary(out: Output, report, model_name: str) -> None:
@@ -408,21 +412,21 @@ def _print_batch_summary(out: Output, report, model_name: str) -> None:
 def bench_cmd(
     in_dir: Path = typer.Argument(..., metavar="IN_DIR", help="Folder of rainy inputs."),
     gt_dir: Path = typer.Option(..., "--gt", metavar="GT_DIR", help="Folder of clean ground-truth images."),
-    models: Optional[List[str]] = typer.Option(None, "-m", "--model", metavar="NAME",
+    models: list[str] | None = typer.Option(None, "-m", "--model", metavar="NAME",
                                                help="Model to score; repeat for several; `none` = input only."),
     pair: str = typer.Option("name", "--pair", metavar="name|sorted",
                              help="Pair inputs with ground truth by file name or by sorted order."),
     metric: str = typer.Option("restormer", "--metric", metavar="restormer|rcdnet", help="PSNR/SSIM convention."),
-    save: Optional[Path] = typer.Option(None, "--save", metavar="DIR", help="Also save every model's outputs here."),
-    json_file: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the full report as JSON."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", metavar="FILE", help="Write per-image scores as CSV."),
+    save: Path | None = typer.Option(None, "--save", metavar="DIR", help="Also save every model's outputs here."),
+    json_file: Path | None = typer.Option(None, "--json", metavar="FILE", help="Write the full report as JSON."),
+    csv_file: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Write per-image scores as CSV."),
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     tile: str = TileOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
-    max_pixels: Optional[int] = MaxPixelsOpt,
-    threads: Optional[int] = ThreadsOpt,
+    max_pixels: int | None = MaxPixelsOpt,
+    threads: int | None = ThreadsOpt,
 ):
     from .bench import benchmark, write_csv
     from .errors import DerainError
@@ -433,7 +437,7 @@ def bench_cmd(
     for folder, flag in ((in_dir, "IN_DIR"), (gt_dir, "--gt")):
         if not folder.is_dir():
             out.error(f"{folder}: not a folder ({flag})")
-            raise typer.Exit(EXIT_USAGE)
+            raise typer.Exit(EXIT_USAGE) from None
     names = models or [None]
     try:
         from .device import configure_threads
@@ -447,9 +451,9 @@ def bench_cmd(
                            on_progress=out.note if verbose else None)
     except KeyboardInterrupt:
         out.error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except DerainError as exc:
-        raise _fail(out, exc)
+        raise _fail(out, exc) from None
     if json_file:
         from .imaging import atomic_write_bytes
 
@@ -593,7 +597,7 @@ def models_info(name: str = typer.Argument(..., metavar="NAME[:VARIANT]")):
     try:
         m = models.resolve(name)
     except DerainError as exc:
-        raise _fail(out, exc)
+        raise _fail(out, exc) from None
     a, src = m.architecture, m.source
     others = [e.name for e in models.REGISTRY.models() if e.arch == m.arch and e.name != m.name]
     rows = [
@@ -631,7 +635,7 @@ def models_info(name: str = typer.Argument(..., metavar="NAME[:VARIANT]")):
 
 @models_app.command("download", help="Fetch weights into the cache (for manual sources: print how to get them).")
 def models_download(
-    names: List[str] = typer.Argument(..., metavar="NAME..."),
+    names: list[str] = typer.Argument(..., metavar="NAME..."),
     force: bool = typer.Option(False, "--force", help="Download again even if cached."),
     quiet: bool = QuietOpt,
 ):
@@ -653,7 +657,7 @@ def models_download(
             failed += 1
             out.error(str(exc))
     if failed:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 @models_app.command("import", help=(
@@ -673,12 +677,12 @@ def models_import(
     out = Output(verbose=verbose)
     if not file.exists():
         out.error(f"{file}: no such file")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         m = models.resolve(name)
         path = import_weights(m, file, force=force)
     except DerainError as exc:
-        raise _fail(out, exc)
+        raise _fail(out, exc) from None
     out.info(f"{m.name}: imported {file} -> {path}")
 
 
@@ -699,11 +703,11 @@ def models_verify():
             typer.echo(f"FAILED  {r.name}  {r.path}: {r.problem}")
     if bad:
         typer.echo(f"error: {bad} file(s) failed verification; `derain models rm NAME` then download again", err=True)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 @models_app.command("rm", help="Delete a model's cached weights.")
-def models_rm(names: List[str] = typer.Argument(..., metavar="NAME...")):
+def models_rm(names: list[str] = typer.Argument(..., metavar="NAME...")):
     from . import models
     from .errors import DerainError
     from .weights import remove
@@ -714,12 +718,12 @@ def models_rm(names: List[str] = typer.Argument(..., metavar="NAME...")):
             m = models.resolve(name)
             removed = remove(m)
         except DerainError as exc:
-            raise _fail(out, exc)
+            raise _fail(out, exc) from None
         out.info(f"{m.name}: removed {len(removed)} file(s)" if removed else f"{m.name}: not in the cache")
 
 
 @models_app.command("path", help="Print the cache folder, or the cached file of a model.")
-def models_path(name: Optional[str] = typer.Argument(None, metavar="[NAME]")):
+def models_path(name: str | None = typer.Argument(None, metavar="[NAME]")):
     from . import models
     from .errors import DerainError
     from .weights import cache_dir, cached_path
@@ -731,17 +735,17 @@ def models_path(name: Optional[str] = typer.Argument(None, metavar="[NAME]")):
     try:
         m = models.resolve(name)
     except DerainError as exc:
-        raise _fail(out, exc)
+        raise _fail(out, exc) from None
     path = cached_path(m)
     if path is None:
         out.error(f"{m.name} is not installed (run `derain models download {m.name}`)")
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
     typer.echo(str(path))
 
 
 # --------------------------------------------------------------------------------------------------
 # training
-def _split_dirs(values: Optional[List[str]]) -> list[str]:
+def _split_dirs(values: list[str] | None) -> list[str]:
     """`--data A,B --data C` -> [A, B, C]."""
     return [part for v in values or [] for part in v.split(",") if part]
 
@@ -757,7 +761,7 @@ def synth_cmd(
     preset: str = typer.Option("mixed", "--preset", metavar="light|medium|heavy|mixed", help="Rain strength."),
     per_image: int = typer.Option(1, "--per-image", metavar="N", help="Rainy versions of each photo."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same rain)."),
-    max_side: Optional[int] = typer.Option(None, "--max-side", metavar="PX",
+    max_side: int | None = typer.Option(None, "--max-side", metavar="PX",
                                            help="Scale photos down so the longer side is at most PX."),
     quiet: bool = QuietOpt,
 ):
@@ -767,15 +771,15 @@ def synth_cmd(
     out_msg = Output(quiet)
     if not clean_dir.is_dir():
         out_msg.error(f"{clean_dir}: not a folder")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         count = synth_folder(clean_dir, out, preset=preset.lower(), per_image=per_image, seed=seed,
                              max_side=max_side, progress=None if quiet else out_msg.note)
     except KeyboardInterrupt:
         out_msg.error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except DerainError as exc:
-        raise _fail(out_msg, exc)
+        raise _fail(out_msg, exc) from None
     out_msg.info(f"wrote {count} pair(s) to {out}/input and {out}/target")
 
 
@@ -786,14 +790,14 @@ def synth_cmd(
     "Interrupt at any time; `--resume RUN_DIR` continues exactly where it stopped."
 ))
 def train_cmd(
-    arch: Optional[str] = typer.Argument(None, metavar="ARCH", help="Architecture, e.g. derainlite or prenet."),
-    data: Optional[List[str]] = typer.Option(None, "--data", metavar="DIR[,DIR...]",
+    arch: str | None = typer.Argument(None, metavar="ARCH", help="Architecture, e.g. derainlite or prenet."),
+    data: list[str] | None = typer.Option(None, "--data", metavar="DIR[,DIR...]",
                                              help="Paired folders, each with input/ and target/."),
-    synth: Optional[List[str]] = typer.Option(None, "--synth", metavar="CLEAN_DIR[,DIR...]",
+    synth: list[str] | None = typer.Option(None, "--synth", metavar="CLEAN_DIR[,DIR...]",
                                               help="Folders of clean photos to rain on during training."),
-    out: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run folder (checkpoints, log)."),
-    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="JSON file of training options."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue a stopped run."),
+    out: Path | None = typer.Option(None, "--out", metavar="RUN_DIR", help="Run folder (checkpoints, log)."),
+    config: Path | None = typer.Option(None, "--config", metavar="FILE", help="JSON file of training options."),
+    resume: Path | None = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue a stopped run."),
     verbose: bool = VerboseOpt,
 ):
     from .errors import DerainError
@@ -807,15 +811,15 @@ def train_cmd(
                        resume=resume, log=lambda m: typer.echo(m, err=True))
     except KeyboardInterrupt:
         out_msg.error(f"interrupted; continue with `derain train --resume {resume or out}`")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except DerainError as exc:
-        raise _fail(out_msg, exc)
+        raise _fail(out_msg, exc) from None
     state = "finished" if result.finished else "stopped (resumable)"
     scores = f", validation PSNR {_fmt(result.val_psnr)} dB SSIM {_fmt(result.val_ssim, 4)}" \
         if result.val_psnr is not None else ""
     out_msg.info(f"{result.run_dir}: {state} at step {result.step}{scores}")
     if not result.finished:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @app.command("export", help=(
@@ -833,12 +837,12 @@ def export_cmd(
     try:
         meta = export_run(run_dir, out)
     except DerainError as exc:
-        raise _fail(out_msg, exc)
+        raise _fail(out_msg, exc) from None
     out_msg.info(f"wrote {out} ({meta.get('arch', '?')}, step {meta.get('step', '?')})")
 
 
 # --------------------------------------------------------------------------------------------------
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     """Console-script entry point: returns the exit code (0 ok, 1 failures, 2 usage, 130 interrupted)."""
     try:
         app(args=argv, prog_name="derain")

@@ -207,7 +207,7 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 def _unidentified_problem(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS or path.suffix.lower() in _HEIF_EXTENSIONS:
+    if (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS) or path.suffix.lower() in _HEIF_EXTENSIONS:
         return HEIF_HINT if not HEIF_AVAILABLE else "corrupt, truncated or unsupported HEIC data"
     for magic, name in _MAGIC:
         if head.startswith(magic):
@@ -413,8 +413,8 @@ def _sixteen_bit_plan(img: Image.Image, notes: list[str]) -> _Plan | None:
     one that unpacks the low byte.
 
     None for other files; a 16-bit layout not handled here (compressed planar TIFF, whose libtiff
-    decoding ignores the rawmode; premultiplied alpha) is noted as read at 8 bits. PNG grey+alpha, which has no such pair, gets (["RGBA"], ["RGBA"]): its 4 bytes a
-    pixel unpacked as they are.
+    decoding ignores the rawmode; premultiplied alpha) is noted as read at 8 bits. PNG grey+alpha,
+    which has no such pair, gets (["RGBA"], ["RGBA"]): its 4 bytes a pixel unpacked as they are.
     """
     rawmodes = [_rawmode(tile) or "" for tile in getattr(img, "tile", None) or ()]
     if rawmodes == ["LA;16B"] and img.mode == "RGBA":
@@ -815,10 +815,12 @@ def _tiff_writer(
         if tag in _TIFF_LAYOUT_TAGS:
             continue
         if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
-            value = dict(source.get_ifd(tag))
-            if ExifTags.IFD.Interop in value:
-                value[ExifTags.IFD.Interop] = source.get_ifd(ExifTags.IFD.Interop)
-        ifd[tag] = value
+            sub = dict(source.get_ifd(tag))
+            if ExifTags.IFD.Interop in sub:
+                sub[ExifTags.IFD.Interop] = source.get_ifd(ExifTags.IFD.Interop)
+            ifd[tag] = sub
+        else:
+            ifd[tag] = value
     rows_per_strip = max(1, (1 << 18) // (width * channels * dtype.itemsize))
     ifd[256], ifd[257] = width, height
     ifd[258] = (bits,) * channels

@@ -64,7 +64,7 @@ def from_exported_file(path) -> ResolvedModel:
 
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})
-    except Exception as exc:  # safetensors raises several types for a bad file
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
         raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
     arch_name = meta.get("architecture")
     if not arch_name:

@@ -26,8 +26,9 @@ import dataclasses
 import importlib
 import os
 import pkgutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from ..errors import ModelError
 
@@ -50,13 +51,13 @@ class Contract:
     pad_where: str = "bottom_right"  # "bottom_right" or "symmetric"
     # Which part of the forward's return value is the derained image: an index into a tuple or
     # list, None for a plain tensor, or a callable (outputs, model_input) -> tensor.
-    output: Union[int, None, Callable[[Any, Any], Any]] = None
+    output: int | Callable[[Any, Any], Any] | None = None
     min_size: int = 1  # smallest H or W the network accepts (after padding)
     # True where the output at a pixel depends on statistics of the whole image (global attention,
     # normalisation over the image). Tiling then changes the result; see ``tile``.
     global_context: bool = False
     # Suggested tile size for tiled inference (None: the tiler decides from free memory).
-    tile: Optional[int] = None
+    tile: int | None = None
     # Rough peak bytes of activation memory per input pixel in float32, used to pick tile sizes.
     bytes_per_pixel: int = 4096
     # Whether the network is safe to run in fp16/bf16 as a whole.
@@ -84,13 +85,13 @@ class WeightSource:
 
     kind: str  # "url", "manual", "bundled" or "file"
     filename: str  # the file name the registry knows it by (also the mirror name)
-    url: Optional[str] = None  # kind "url": direct download URL
-    sha256: Optional[str] = None
-    size: Optional[int] = None  # bytes, where known
-    page: Optional[str] = None  # kind "manual": the page the user downloads from
-    password: Optional[str] = None  # kind "manual": share password (Baidu)
-    instructions: Optional[str] = None  # kind "manual": what to pick on that page
-    path: Optional[str] = None  # kind "bundled": path relative to the package; "file": absolute
+    url: str | None = None  # kind "url": direct download URL
+    sha256: str | None = None
+    size: int | None = None  # bytes, where known
+    page: str | None = None  # kind "manual": the page the user downloads from
+    password: str | None = None  # kind "manual": share password (Baidu)
+    instructions: str | None = None  # kind "manual": what to pick on that page
+    path: str | None = None  # kind "bundled": path relative to the package; "file": absolute
     # Files that must sit beside ``filename`` for it to load (e.g. a TensorFlow checkpoint's
     # ``.data-00000-of-00001`` shard next to its ``.index``); a mirror serves them under these names.
     companions: tuple[str, ...] = ()
@@ -145,11 +146,11 @@ class Architecture:
     url: str = ""  # the authors' project/code page
     licence: str = "unstated"
     description: str = ""
-    default_variant: Optional[str] = None
+    default_variant: str | None = None
     adapter: Callable[[Any], dict] = default_adapter
     # Optional custom importer for foreign checkpoint formats:
     # (path, config) -> state dict in our key names (e.g. MSPFN's TensorFlow checkpoint).
-    importer: Optional[Callable[[str, Mapping[str, Any]], dict]] = None
+    importer: Callable[[str, Mapping[str, Any]], dict] | None = None
     # Whether users are offered this architecture (False for test-only networks is not needed:
     # those live in tests/ and are never registered outside them).
     trainable: bool = True
@@ -166,14 +167,14 @@ class ModelEntry:
     source: WeightSource
     trained_on: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)  # overrides of default_config
-    contract: Optional[Contract] = None  # overrides the architecture's contract
-    adapter: Optional[Callable[[Any], dict]] = None  # overrides the architecture's adapter
+    contract: Contract | None = None  # overrides the architecture's contract
+    adapter: Callable[[Any], dict] | None = None  # overrides the architecture's adapter
     description: str = ""
-    licence: Optional[str] = None
-    paper: Optional[str] = None
+    licence: str | None = None
+    paper: str | None = None
     # For ``derain models import``: a function (state_dict) -> bool that tells whether a state
     # dict belongs to this variant (e.g. DRSformer with/without MEFC blocks).
-    matches: Optional[Callable[[Mapping[str, Any]], bool]] = None
+    matches: Callable[[Mapping[str, Any]], bool] | None = None
 
     @property
     def name(self) -> str:

@@ -23,10 +23,8 @@ def pad_to_multiple(x: torch.Tensor, contract: Contract) -> tuple[torch.Tensor, 
     ph, pw = th - h, tw - w
     if ph == 0 and pw == 0:
         return x, (0, 0, 0, 0)
-    if contract.pad_where == "symmetric":
-        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-    else:
-        pad = (0, pw, 0, ph)
+    symmetric = contract.pad_where == "symmetric"
+    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2) if symmetric else (0, pw, 0, ph)
     mode = contract.pad_mode
     if mode == "constant":
         return F.pad(x, pad, mode="constant", value=0.0), pad

@@ -124,7 +124,7 @@ def test_released_configuration_matches_checkpoint_layout(layout, mefc):
     assert ours == [entry[:3] for entry in variant["state_dict"]]
     assert sum(v.numel() for v in net.state_dict().values()) == variant["num_params"]
     released = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
-    assert drsformer.RELEASED_CONFIG == released
+    assert released == drsformer.RELEASED_CONFIG
 
 
 def test_config_for_state_dict_and_matches_tell_the_layouts_apart(tiny):

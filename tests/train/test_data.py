@@ -42,7 +42,7 @@ def test_batches_have_the_requested_shape_and_range(tiny_config):
     sampler = TrainSampler(tiny_config, Sources.from_config(tiny_config))
     rainy, clean = sampler.batch(np.random.default_rng(0))
     assert rainy.shape == clean.shape == (2, 3, 16, 16)
-    assert 0 <= float(rainy.min()) and float(rainy.max()) <= 1
+    assert float(rainy.min()) >= 0 and float(rainy.max()) <= 1
     again, _ = sampler.batch(np.random.default_rng(0))
     assert np.array_equal(rainy.numpy(), again.numpy())
 

@@ -29,7 +29,7 @@ def test_rain_forms_streaks_not_noise(preset):
     rainy = add_rain(clean, np.random.default_rng(1), preset)
     rain = (rainy - clean).mean(-1)
     assert rain.mean() > 0.003  # rain brightens the image
-    assert 0.0 <= rainy.min() and rainy.max() <= 1.0
+    assert rainy.min() >= 0.0 and rainy.max() <= 1.0
     # streaks: a pixel's rain is strongly correlated with its neighbours along the streak;
     # independent salt noise would give about 0
     r = rain - rain.mean()
