@@ -838,7 +838,8 @@ def export_cmd(
         meta = export_run(run_dir, out)
     except DerainError as exc:
         raise _fail(out_msg, exc) from None
-    out_msg.info(f"wrote {out} ({meta.get('arch', '?')}, step {meta.get('step', '?')})")
+    psnr = f", validation PSNR {meta['val_psnr']} dB" if meta.get("val_psnr") else ""
+    out_msg.info(f"wrote {out} ({meta.get('architecture', '?')}, {meta.get('steps', '?')} steps{psnr})")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 # Reproduce the built-in default model (derainlite:v1) from scratch:
 #   scripts/train_default.sh [RUN_DIR]        (default RUN_DIR: runs/derainlite-v1)
 # Needs the reference data beside the repository (../shared, or set DERAIN_SHARED) and an
-# installed `derain` (pip install -e .). Takes about 66 minutes on one busy CPU core (see
+# installed `derain` (pip install -e .). The shipped run took 45 minutes on one CPU thread (see
 # docs/training.md); re-running it after an interruption resumes the run where it stopped.
 set -euo pipefail
 

@@ -47,12 +47,12 @@ def split(items: list, fraction: float, seed: int) -> tuple[list, list]:
 def load_uint8(path: Path, max_short_side: int | None = None) -> np.ndarray:
     """An image as H x W x 3 uint8, shrunk so that its short side is at most ``max_short_side``."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if max_short_side and min(im.size) > max_short_side:
-                f = max_short_side / min(im.size)
-                im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BICUBIC)
-            return np.asarray(im, dtype=np.uint8).copy()
+        with Image.open(path) as opened:
+            rgb = opened.convert("RGB")
+        if max_short_side and min(rgb.size) > max_short_side:
+            f = max_short_side / min(rgb.size)
+            rgb = rgb.resize((max(1, round(rgb.width * f)), max(1, round(rgb.height * f))), Image.BICUBIC)
+        return np.asarray(rgb, dtype=np.uint8).copy()
     except (OSError, ValueError) as e:
         raise ImageError(path, f"cannot read image ({e})") from e
 
@@ -112,8 +112,8 @@ class Sources:
         return cls(train_pairs, val_pairs, train_clean, val_clean)
 
     def describe(self) -> str:
-        return (f"{len(self.train_pairs)} training pairs, {len(self.train_clean)} clean images for synthetic rain; "
-                f"validation: {len(self.val_pairs)} pairs, {len(self.val_clean)} clean images")
+        return (f"{len(self.train_pairs)} training pair(s), {len(self.train_clean)} clean image(s) for synthetic "
+                f"rain; validation: {len(self.val_pairs)} pair(s), {len(self.val_clean)} clean image(s)")
 
 
 class TrainSampler:

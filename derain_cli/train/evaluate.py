@@ -8,7 +8,6 @@ clean targets. The weights' metadata names the architecture and its configuratio
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,9 @@ import numpy as np
 import torch
 
 from .. import models
-from ..models.registry import ModelEntry, ResolvedModel, WeightSource
+from ..models.registry import ResolvedModel
 from ..models.runner import ModelRunner
 from .data import load_uint8, paired_files
-from .export import read_metadata
 
 
 @dataclass
@@ -35,11 +33,7 @@ class FolderScore:
 
 def load_exported(path: Path) -> tuple[torch.nn.Module, ResolvedModel]:
     """An exported file as (eval-mode module, the ResolvedModel describing it), loaded strictly."""
-    meta = read_metadata(path)
-    arch = models.REGISTRY.architecture(meta.get("architecture", ""))
-    entry = ModelEntry(arch=arch.name, variant="file", config=json.loads(meta.get("arch_config", "{}")),
-                       source=WeightSource(kind="file", filename=Path(path).name, path=str(path)))
-    resolved = ResolvedModel(entry, arch)
+    resolved = models.from_exported_file(path)
     return models.load_from_file(resolved, path), resolved
 
 

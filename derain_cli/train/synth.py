@@ -86,7 +86,7 @@ def _streak_layer(shape: tuple[int, int], rng: np.random.Generator, density: flo
     """One layer of streaks, H x W, peak values around 1 (before brightness)."""
     out = np.zeros(shape, np.float32)
     groups = 3 if jitter > 0 else 1  # per-streak angle jitter: seeds split into groups
-    for g in range(groups):
+    for _ in range(groups):
         seeds = (rng.random(shape, dtype=np.float32) < density / groups).astype(np.float32)
         seeds *= rng.uniform(0.5, 1.0, size=shape).astype(np.float32)
         if width > 0.35:
