@@ -221,7 +221,8 @@ def main_callback(
 def run_cmd(
     files: list[Path] = typer.Argument(..., metavar="FILE", help="Images to derain."),
     output: Path | None = typer.Option(None, "-o", "--output",
-                                          help="Output file (one input) or folder (several inputs)."),
+                                       help="Output file (one input), or folder (several inputs, or a name "
+                                            "without an extension; created if needed)."),
     gt: Path | None = typer.Option(None, "--gt", metavar="GT_FILE",
                                       help="Ground truth: print PSNR/SSIM of input and output against it."),
     metric: str = typer.Option("restormer", "--metric", metavar="restormer|rcdnet", help="PSNR/SSIM convention."),
@@ -282,7 +283,9 @@ def _output_paths(files: list[Path], output: Path | None, suffix: str, fmt: str)
 
     if output is None:
         return [None] * len(files)
-    as_folder = len(files) > 1 or output.is_dir() or str(output).endswith(("/", "\\"))
+    # a folder: several inputs, an existing folder, or a name without an extension ("out/" arrives
+    # here without its slash, and a file name needs an extension to choose the format anyway)
+    as_folder = len(files) > 1 or output.is_dir() or not output.suffix
     if not as_folder:
         return [output]
     if output.exists() and not output.is_dir():

@@ -320,3 +320,16 @@ def test_bench_input_only_and_sorted_pairing(derain, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["models"] == [] and len(report["input"]["images"]) == 4
+
+
+def test_readme_demo_with_the_built_in_model(derain, tmp_path):
+    """The README's first command: the bundled photo, the built-in model, a side-by-side comparison."""
+    from tests.conftest import REPO
+
+    out = tmp_path / "demo-output"
+    r = derain(REPO / "examples" / "rainy-garden.jpg", "-o", f"{out}/", "--compare", "side", "--json")
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    assert record["model"] == "derainlite:v1"
+    assert (out / "rainy-garden.jpg").exists() and Path(record["compare"]).exists()
+    assert Image.open(out / "rainy-garden.jpg").size == (1280, 800)
