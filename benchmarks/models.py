@@ -73,6 +73,7 @@ def measure(arch: str, size: int, threads: int, device: str, precision: str, rep
 
 def run_child(arch, size, threads, device, precision, repeats, timeout) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the derain command does
     cmd = [sys.executable, __file__, "--child", arch, str(size), str(threads), device, precision, str(repeats)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
