@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--shared", default=os.environ.get("DERAIN_SHARED", str(REPO.parent / "shared")))
     parser.add_argument("--sets", nargs="*", default=list(SETS))
     parser.add_argument("--models", nargs="*", help="default: every model with a url source")
+    parser.add_argument("--exclude", nargs="*", default=[], help="architectures to leave out, e.g. hct-ffn")
     parser.add_argument("--markdown", help="write the table here too")
     parser.add_argument("--threads", default="2")
     args = parser.parse_args()
@@ -42,7 +43,8 @@ def main() -> None:
     shared = Path(args.shared)
     manifest = json.loads((shared / "weights" / "manifest.json").read_text())
     by_sha = {item["sha256"]: shared / "weights" / item["file"] for item in manifest}
-    names = args.models or [m.name for m in models.REGISTRY.models() if m.source.kind == "url"]
+    names = args.models or [m.name for m in models.REGISTRY.models()
+                            if m.source.kind == "url" and m.arch not in args.exclude]
 
     with tempfile.TemporaryDirectory() as tmp:
         mirror = Path(tmp) / "mirror"
@@ -69,16 +71,16 @@ def main() -> None:
                 print(f"{set_name}: derain bench failed:\n{proc.stderr}", file=sys.stderr)
                 continue
             results[set_name] = json.loads(out.read_text())
+            # print (and save) as each set finishes, so a long run never loses what it measured
+            lines = _table(names, [s for s in args.sets if s in results], results)
+            print(f"after {set_name}:", "\n".join(lines), sep="\n", flush=True)
+            if args.markdown:
+                Path(args.markdown).write_text("\n".join(lines) + "\n")
         server.shutdown()
-
-    lines = _table(names, args.sets, results)
-    print("\n".join(lines))
-    if args.markdown:
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
 
 
 def _table(names, sets, results) -> list[str]:
-    header = "| model | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " | s/image (rain200h) |"
+    header = "| model | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + f" | s/image ({sets[0]}) |"
     lines = [header, "|" + "---|" * (len(sets) + 2)]
 
     def cell(entry):
