@@ -19,6 +19,8 @@ from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_COMMAND = "run"
+FORMAT_CHOICES = ("same", "jpg", "jpeg", "png", "webp", "tiff", "tif")
+COMPARE_CHOICES = ("none", "side", "split")
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -249,8 +251,8 @@ def run_cmd(
     from .errors import DerainError
 
     out = Output(quiet, verbose, as_json)
-    fmt = _check_choice("--format", fmt, ("same", "jpg", "jpeg", "png", "webp", "tiff", "tif"))
-    compare = _check_choice("--compare", compare, ("none", "side", "split"))
+    fmt = _check_choice("--format", fmt, FORMAT_CHOICES)
+    compare = _check_choice("--compare", compare, COMPARE_CHOICES)
     if gt is not None and len(files) > 1:
         raise typer.BadParameter("--gt takes one ground-truth file, so give one input", param_hint="--gt")
     targets = _output_paths(files, output, suffix, fmt)
@@ -355,8 +357,8 @@ def batch_cmd(
     from .errors import DerainError
 
     out = Output(quiet, verbose, as_json)
-    fmt = _check_choice("--format", fmt, ("same", "jpg", "jpeg", "png", "webp", "tiff", "tif"))
-    compare = _check_choice("--compare", compare, ("none", "side", "split"))
+    fmt = _check_choice("--format", fmt, FORMAT_CHOICES)
+    compare = _check_choice("--compare", compare, COMPARE_CHOICES)
     if not in_dir.is_dir():
         out.error(f"{in_dir}: not a folder")
         raise typer.Exit(EXIT_USAGE) from None
