@@ -195,14 +195,8 @@ class Derainer:
         return choose_tile(
             height, width, contract.bytes_per_pixel, self.device,
             suggested=None if prefer_whole else contract.tile,
-            dtype_bytes=2 if self.dtype != self._fp32 else 4,
+            dtype_bytes=self.dtype.itemsize,
         )
-
-    @property
-    def _fp32(self):
-        import torch
-
-        return torch.float32
 
     # -- arrays and images -----------------------------------------------------------------------
     def derain_rgb(self, rgb: np.ndarray, prefer_whole: bool = False,

@@ -55,28 +55,28 @@ def _relativistic(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor,
     return real - fake.mean(), fake - real.mean()
 
 
-def generator_adversarial_loss(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor],
-                               mus: Sequence[float]) -> torch.Tensor:
-    """``sum_l mu_l (-E[log(1 - D_ra(Z; Y))] - E[log D_ra(Y; Z)])`` over the side logit maps (eqs. 8, 12)."""
+def _relativistic_loss(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor], mus: Sequence[float],
+                       sign: float) -> torch.Tensor:
+    """``sum_l mu_l (softplus(sign * r_rel) + softplus(-sign * f_rel))`` over the side logit maps."""
     _check_lengths("discriminator side outputs", real, mus)
     _check_lengths("discriminator side outputs", fake, mus)
     total = real[0].new_zeros(())
     for r, f, mu in zip(real, fake, mus):
         r_rel, f_rel = _relativistic(r, f)
-        total = total + mu * (F.softplus(r_rel).mean() + F.softplus(-f_rel).mean())
+        total = total + mu * (F.softplus(sign * r_rel).mean() + F.softplus(-sign * f_rel).mean())
     return total
+
+
+def generator_adversarial_loss(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor],
+                               mus: Sequence[float]) -> torch.Tensor:
+    """``sum_l mu_l (-E[log(1 - D_ra(Z; Y))] - E[log D_ra(Y; Z)])`` over the side logit maps (eqs. 8, 12)."""
+    return _relativistic_loss(real, fake, mus, sign=1.0)
 
 
 def discriminator_loss(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor],
                        mus: Sequence[float]) -> torch.Tensor:
     """``sum_l mu_l (-E[log D_ra(Z; Y)] - E[log(1 - D_ra(Y; Z))])``: eq. 8 with the roles swapped."""
-    _check_lengths("discriminator side outputs", real, mus)
-    _check_lengths("discriminator side outputs", fake, mus)
-    total = real[0].new_zeros(())
-    for r, f, mu in zip(real, fake, mus):
-        r_rel, f_rel = _relativistic(r, f)
-        total = total + mu * (F.softplus(-r_rel).mean() + F.softplus(f_rel).mean())
-    return total
+    return _relativistic_loss(real, fake, mus, sign=-1.0)
 
 
 def _check_lengths(what: str, items: Sequence, weights: Sequence[float]) -> None:
