@@ -759,12 +759,16 @@ def _split_dirs(values: list[str] | None) -> list[str]:
 @app.command("synth", help=(
     "Make rainy/clean training pairs from clean photos: OUT/input and OUT/target with the same names.\n\n"
     "Rain is rendered as several streak layers (density, length, width, angle, motion blur, brightness), "
-    "with depth-like attenuation, optional haze and drop blur. The same --seed gives the same rain."
+    "with depth-like attenuation, optional haze and drop blur. The same --seed gives the same rain.\n\n"
+    "Presets: light, medium, heavy (long wide streaks, often hazy), streaks (dense, sharp, crossing "
+    "streaks like the Rain100H/Rain200H benchmarks), mixed (light 20 %, medium 30 %, heavy 50 %), or "
+    "your own mix: --preset light:0.2,heavy:0.4,streaks:0.4"
 ))
 def synth_cmd(
     clean_dir: Path = typer.Argument(..., metavar="CLEAN_DIR", help="Folder of clean photos."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Where input/ and target/ are written."),
-    preset: str = typer.Option("mixed", "--preset", metavar="light|medium|heavy|mixed", help="Rain strength."),
+    preset: str = typer.Option("mixed", "--preset", metavar="PRESET[:W],...",
+                                help="light, medium, heavy, streaks, mixed, or a weighted mix."),
     per_image: int = typer.Option(1, "--per-image", metavar="N", help="Rainy versions of each photo."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same rain)."),
     max_side: int | None = typer.Option(None, "--max-side", metavar="PX",
@@ -793,7 +797,10 @@ def synth_cmd(
     "Train a registered architecture on paired folders and/or rain synthesised on the fly.\n\n"
     "Random crops and flips, Charbonnier + SSIM losses, AdamW with warm-up and cosine decay, EMA weights, "
     "mixed precision on CUDA, validation PSNR/SSIM (paper convention), a CSV log and a plot. "
-    "Interrupt at any time; `--resume RUN_DIR` continues exactly where it stopped."
+    "Interrupt at any time; `--resume RUN_DIR` continues exactly where it stopped.\n\n"
+    "Every option of docs/training.md goes in the --config JSON file, e.g. {\"steps\": 20000, \"crop\": 192, "
+    "\"synth_preset\": \"light:0.2,heavy:0.4,streaks:0.4\"}; PLNLIN trains with its paper's MCDDL "
+    "adversarial losses given {\"gan\": \"mcddl\"}."
 ))
 def train_cmd(
     arch: str | None = typer.Argument(None, metavar="ARCH", help="Architecture, e.g. derainlite or prenet."),

@@ -406,7 +406,8 @@ ARCHITECTURE = Architecture(
     default_variant=None,
     weights_note=(
         "PLNLIN: the authors published no weights, and derain's own training of it has not produced weights "
-        "yet; train it with `derain train plnlin --data DIR --out RUN`, export it with "
+        "yet; train it with `derain train plnlin --data DIR --out RUN` (add `--config` with "
+        "{\"gan\": \"mcddl\"} for the paper's adversarial losses), export it with "
         "`derain export RUN --out plnlin.safetensors` and use it with `-m plnlin.safetensors`"
     ),
 )

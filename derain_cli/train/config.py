@@ -35,6 +35,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     charbonnier_eps: float = 1e-3
     ssim_weight: float = 0.2
+    # adversarial training: "none", or "mcddl" (PLNLIN only: the paper's SSIM + hierarchical +
+    # relativistic adversarial losses with the MCDDL discriminator; charbonnier/ssim_weight unused)
+    gan: str = "none"
+    d_every: int = 5  # with gan: one discriminator update every d_every generator steps
     amp: str = "auto"  # auto (CUDA fp16, CPU bf16 where supported), off, fp16, bf16
     device: str = "auto"
     threads: int = 0  # CPU threads for torch (0: leave torch's default)
@@ -89,7 +93,18 @@ class TrainConfig:
             (self.amp in ("auto", "off", "fp16", "bf16"), "amp must be auto, off, fp16 or bf16"),
             (self.synth_short_side[0] <= self.synth_short_side[1], "synth_short_side must be (low, high)"),
             (min(self.val_every, self.ckpt_every, self.log_every) >= 1, "val/ckpt/log intervals must be >= 1"),
+            (self.gan in ("none", "mcddl"), f"gan must be none or mcddl, got {self.gan!r}"),
+            (self.gan != "mcddl" or self.arch == "plnlin",
+             f"gan mcddl trains PLNLIN (its discriminator reads PLNLIN's features), not {self.arch}"),
+            (self.gan != "mcddl" or self.crop % 8 == 0, "gan mcddl needs a crop that is a multiple of 8"),
+            (self.d_every >= 1, "d_every must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(f"{source}: {message}")
+        from .synth import parse_preset
+
+        try:
+            parse_preset(self.synth_preset)
+        except UsageError as e:
+            raise UsageError(f"{source}: synth_preset: {e}") from None

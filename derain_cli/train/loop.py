@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import csv
 import math
 import os
@@ -38,6 +39,8 @@ CONFIG = "config.json"
 LOG = "log.csv"
 PLOT = "progress.png"
 LOG_FIELDS = ["step", "lr", "loss", "charbonnier", "ssim_loss", "val_psnr", "val_ssim", "elapsed_s"]
+MCDDL_LOG_FIELDS = ["step", "lr", "loss", "pixel", "hierarchical", "adversarial", "d_loss", "val_psnr", "val_ssim",
+                    "elapsed_s"]
 
 
 @dataclass
@@ -166,6 +169,10 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self.amp = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.mcddl = None
+        self.log_fields = LOG_FIELDS
+        if cfg.gan == "mcddl":
+            self._setup_mcddl()
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.elapsed = 0.0
@@ -173,6 +180,25 @@ class Trainer:
         self.sources = Sources.from_config(cfg)
         self.sampler = TrainSampler(cfg, self.sources)
         self.val_images = validation_set(cfg, self.sources)
+
+    def _setup_mcddl(self) -> None:
+        """PLNLIN with its MCDDL discriminator; both optimizers follow the run's schedule (fp32)."""
+        from ..models.plnlin import MCDDLDiscriminator
+        from .mcddl import MCDDLTrainer, MCDDLWeights
+
+        cfg = self.cfg
+        self.amp = None  # the adversarial losses compare small logit differences: keep them in fp32
+        self.discriminator = MCDDLDiscriminator.matching(self.model).to(self.device).train()
+        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
+        paper = MCDDLWeights()
+        levels = self.model.levels
+        if levels > len(paper.lambdas):
+            raise UsageError(f"gan mcddl: the paper gives loss weights for {len(paper.lambdas)} scales, "
+                             f"this PLNLIN has {levels} levels")
+        weights = dataclasses.replace(paper, lambdas=paper.lambdas[:levels], mus=paper.mus[:levels])
+        self.mcddl = MCDDLTrainer(self.model, self.discriminator, self.opt, self.opt_d, weights, d_every=cfg.d_every)
+        self.log_fields = MCDDL_LOG_FIELDS
 
     # -- state ------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -192,6 +218,9 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.mcddl is not None:
+            state["mcddl"] = {"discriminator": self.discriminator.state_dict(), "optimizer": self.opt_d.state_dict(),
+                              "scheduler": self.sched_d.state_dict(), "steps": self.mcddl.steps}
         return state
 
     def load_state(self, state: dict) -> None:
@@ -208,12 +237,20 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         val = state.get("val") or {}
         self.last_val = (val.get("psnr"), val.get("ssim"))
+        if self.mcddl is not None:
+            gan = state["mcddl"]
+            self.discriminator.load_state_dict(gan["discriminator"])
+            self.opt_d.load_state_dict(gan["optimizer"])
+            self.sched_d.load_state_dict(gan["scheduler"])
+            self.mcddl.steps = int(gan["steps"])
 
     def save(self) -> None:
         _save_atomic(self.state(), self.run_dir / CHECKPOINT)
 
     # -- training ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
+        if self.mcddl is not None:
+            return self._mcddl_step()
         rainy, clean = self.sampler.batch(self.rng)
         rainy = rainy.to(self.device).contiguous(memory_format=torch.channels_last)
         clean = clean.to(self.device)
@@ -235,6 +272,18 @@ class Trainer:
         self.step += 1
         return {"loss": float(loss.detach()), "lr": lr, **parts}
 
+    def _mcddl_step(self) -> dict[str, float]:
+        rainy, clean = self.sampler.batch(self.rng)
+        lr = self.opt.param_groups[0]["lr"]
+        parts = self.mcddl.step(rainy.to(self.device), clean.to(self.device))
+        if not math.isfinite(parts["loss"]):
+            raise FloatingPointError(f"training diverged at step {self.step + 1}: loss is {parts['loss']}")
+        self.sched.step()
+        self.sched_d.step()
+        update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
+        self.step += 1
+        return {**parts, "lr": lr}
+
     def validate(self) -> tuple[float | None, float | None]:
         if not self.val_images:
             return None, None
@@ -246,10 +295,10 @@ class Trainer:
         path = self.run_dir / LOG
         new = not path.exists()
         with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(fh, fieldnames=self.log_fields)
             if new:
                 writer.writeheader()
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_FIELDS})
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in self.log_fields})
 
     def _truncate_log(self) -> None:
         """After a resume, drop log rows written after the checkpoint's step (they will be redone)."""
@@ -259,7 +308,7 @@ class Trainer:
         with open(path, newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= self.step]
         with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(fh, fieldnames=self.log_fields)
             writer.writeheader()
             writer.writerows(rows)
 
@@ -269,7 +318,7 @@ class Trainer:
         target = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
         flag = _StopFlag()
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         started = time.monotonic()
         base_elapsed = self.elapsed
         self.log(f"training {cfg.arch} on {self.device} ({'fp32' if self.amp is None else self.amp}), "
@@ -278,18 +327,19 @@ class Trainer:
             while self.step < target:
                 parts = self.train_step()
                 for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+                    if not math.isnan(v):  # e.g. d_loss on steps without a discriminator update
+                        sums[k] = sums.get(k, 0.0) + v
+                        counts[k] = counts.get(k, 0) + 1
                 self.elapsed = base_elapsed + time.monotonic() - started
                 val = (None, None)
                 if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                     val = self.validate()
                 if self.step % cfg.log_every == 0 or val[0] is not None:
-                    row = {k: v / count for k, v in sums.items()}
+                    row = {k: v / counts[k] for k, v in sums.items()}
                     row.update(step=self.step, lr=parts["lr"], val_psnr=val[0], val_ssim=val[1],
                                elapsed_s=round(self.elapsed, 1))
                     self._write_row(row)
-                    sums, count = {}, 0
+                    sums, counts = {}, {}
                     msg = f"step {self.step}/{cfg.steps} loss {row['loss']:.4f} lr {parts['lr']:.2e}"
                     if val[0] is not None:
                         msg += f" val PSNR {val[0]:.2f} dB SSIM {val[1]:.4f}"

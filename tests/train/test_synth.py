@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from derain_cli.errors import UsageError
-from derain_cli.train.synth import PRESETS, add_rain, line_kernel, synth_folder, write_rgb
+from derain_cli.train.synth import PRESET_NAMES, add_rain, line_kernel, parse_preset, synth_folder, write_rgb
 
 
 def _grey(size: int = 96) -> np.ndarray:
@@ -23,7 +23,7 @@ def test_add_rain_is_deterministic_for_a_seed():
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(PRESET_NAMES))
 def test_rain_forms_streaks_not_noise(preset):
     clean = _grey()
     rainy = add_rain(clean, np.random.default_rng(1), preset)
@@ -103,3 +103,34 @@ def test_synth_folder_layout_and_determinism(tmp_path):
 def test_synth_folder_rejects_empty_folder(tmp_path):
     with pytest.raises(UsageError, match="no images"):
         synth_folder(tmp_path, tmp_path / "out")
+
+
+def test_streaks_preset_is_dense_bright_and_haze_free():
+    """Benchmark-style heavy rain: most pixels touched, many near-saturated, and only ever brightened."""
+    clean = _grey(160)
+    rainy = add_rain(clean, np.random.default_rng(3), "streaks")
+    rain = (rainy - clean).mean(-1)
+    assert (rain > 0.05).mean() > 0.3
+    assert (rain > 0.3).mean() > 0.05
+    assert rain.min() >= -1e-6  # no haze darkening or colour shift below the clean image
+
+
+def test_weighted_mix_draws_only_the_named_presets():
+    clean = _grey(64)
+    mix = "light:1,streaks:3"
+    for seed in range(4):
+        a = add_rain(clean, np.random.default_rng(seed), mix)
+        assert np.array_equal(a, add_rain(clean, np.random.default_rng(seed), mix))
+    assert parse_preset(mix) == {"light": 0.25, "streaks": 0.75}
+    assert parse_preset("mixed") == {"light": 0.2, "medium": 0.3, "heavy": 0.5}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("drizzle", "unknown rain preset 'drizzle'"),
+    ("light:abc", "must be a number"),
+    ("light:0,heavy:1", "must be positive"),
+])
+def test_bad_preset_is_a_usage_error(spec, message):
+    with pytest.raises(UsageError, match=message):
+        parse_preset(spec)
+

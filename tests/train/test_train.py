@@ -136,3 +136,51 @@ def test_training_forward_matches_the_runner_contract():
     y.sum().backward()  # differentiable
     assert x.grad is not None and y.shape == x.shape
     assert torch.allclose(y.detach(), ModelRunner(net, contract)(x.detach()), atol=1e-5)
+
+
+TINY_PLNLIN = {"channels": 8, "encoder_depths": [1, 1], "decoder_depths": [1, 1], "fusion_depths": [1, 1],
+               "window": 4, "heads": 2, "mlp_ratio": 1.0}
+
+
+def _mcddl_config(tiny_config: TrainConfig) -> TrainConfig:
+    cfg = TrainConfig.from_dict(tiny_config.to_dict())
+    cfg.arch, cfg.arch_config, cfg.gan, cfg.d_every = "plnlin", dict(TINY_PLNLIN), "mcddl", 2
+    return cfg
+
+
+def test_mcddl_run_logs_its_losses_and_resumes_exactly(tiny_config, tmp_path):
+    """`derain train plnlin` with gan=mcddl: generator and discriminator both checkpoint and resume."""
+    cfg = _mcddl_config(tiny_config)
+    straight = start_run(cfg, tmp_path / "straight", log=lambda m: None)
+    start_run(TrainConfig.from_dict(cfg.to_dict()), tmp_path / "split", stop_at=3, log=lambda m: None)
+    resumed = resume_run(tmp_path / "split", log=lambda m: None)
+    assert straight.finished and resumed.finished and resumed.step == 6
+
+    rows = _log_rows(tmp_path / "straight")
+    assert list(rows[0]) == ["step", "lr", "loss", "pixel", "hierarchical", "adversarial", "d_loss", "val_psnr",
+                             "val_ssim", "elapsed_s"]
+    # d_every=2: the discriminator trains on steps 1, 3, 5; other rows leave d_loss empty
+    assert [bool(r["d_loss"]) for r in rows] == [True, False, True, False, True, False]
+    assert rows[-1]["val_psnr"]
+
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "split")
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    for k, v in a["mcddl"]["discriminator"].items():
+        assert torch.equal(v, b["mcddl"]["discriminator"][k]), f"discriminator.{k} differs after resume"
+    assert a["mcddl"]["steps"] == b["mcddl"]["steps"] == 6
+    assert _without_time(_log_rows(tmp_path / "straight")) == _without_time(_log_rows(tmp_path / "split"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"arch": "derainlite"}, "gan mcddl trains PLNLIN"),
+    ({"crop": 20}, "multiple of 8"),
+    ({"gan": "wgan"}, "gan must be none or mcddl"),
+])
+def test_mcddl_config_mistakes_are_usage_errors(tiny_config, tmp_path, change, message):
+    cfg = _mcddl_config(tiny_config)
+    for k, v in change.items():
+        setattr(cfg, k, v)
+    with pytest.raises(UsageError, match=message):
+        start_run(cfg, tmp_path / "run", log=lambda m: None)
