@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import csv
+import dataclasses
 import math
 import os
 import signal
