@@ -11,7 +11,7 @@
 #      (light 10 %, medium 15 %, heavy 20 %, streaks 55 %).
 #   scripts/train_default.sh [RUN_DIR]        (default RUN_DIR: runs/derainlite-v2)
 # Needs the reference data beside the repository (../shared, or set DERAIN_SHARED) and an
-# installed `derain` (pip install -e .). The shipped phases took 45 + 35 + 52 + P4 minutes on the 2-core
+# installed `derain` (pip install -e .). The shipped phases took 45 + 35 + 52 + 36 minutes on the 2-core
 # development CPU (see docs/training.md); re-running after an interruption resumes the phase where
 # it stopped.
 set -euo pipefail

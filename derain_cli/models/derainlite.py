@@ -83,21 +83,21 @@ ARCHITECTURE = Architecture(
     paper="none: this project's own compact network (docs/training.md)",
     licence="MIT",
     description="Compact residual U-Net trained by this project on synthetic rain; ships inside the package.",
-    default_variant="v1",
+    default_variant="v2",
 )
 
 MODELS = [
     ModelEntry(
         arch="derainlite",
-        variant="v1",
+        variant="v2",
         source=WeightSource(
             kind="bundled",
-            filename="derainlite-v1.safetensors",
+            filename="derainlite-v2.safetensors",
             path="assets/derainlite.safetensors",
-            sha256="2e5964b0903696b3b2886be9d3a448750576f1d1ee1eceac9495dd6907122850",
-            size=6557036,
+            sha256="22f416f675b1d987a56ffbe1e27f0b86bff262d5f02b69d2cf55a2fcefe6618e",
+            size=6557220,
         ),
-        trained_on="this project: synthetic rain on 26 clean photos + 18 DID-style/heavy-rain pairs",
+        trained_on="this project: synthetic rain on 37 clean photos + 18 DID-style/heavy-rain pairs",
         description="The built-in default: works offline, no download.",
         licence="MIT",
     ),

@@ -26,7 +26,7 @@ def _bundled():
 
 def test_default_model_ships_inside_the_package():
     model, path = _bundled()
-    assert model.name == "derainlite:v1" and model.source.kind == "bundled"
+    assert model.name == "derainlite:v2" and model.source.kind == "bundled"
     assert path is not None and path.is_file(), "derain_cli/assets/derainlite.safetensors is missing"
     data = path.read_bytes()
     assert len(data) <= 8 * 1024 * 1024
