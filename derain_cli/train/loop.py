@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import dataclasses
 import math
 import os
 import signal
@@ -79,7 +78,7 @@ def _cpu_bf16_fast() -> bool:
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for this run, or None for plain float32."""
-    if cfg.amp == "off":
+    if cfg.amp == "off" or cfg.gan == "mcddl":  # MCDDL's losses compare small logit differences: fp32
         return None
     if cfg.amp == "fp16":
         return torch.float16
@@ -182,21 +181,15 @@ class Trainer:
         self.val_images = validation_set(cfg, self.sources)
 
     def _setup_mcddl(self) -> None:
-        """PLNLIN with its MCDDL discriminator; both optimizers follow the run's schedule (fp32)."""
+        """PLNLIN with its MCDDL discriminator; both optimizers follow the run's schedule."""
         from ..models.plnlin import MCDDLDiscriminator
         from .mcddl import MCDDLTrainer, MCDDLWeights
 
         cfg = self.cfg
-        self.amp = None  # the adversarial losses compare small logit differences: keep them in fp32
         self.discriminator = MCDDLDiscriminator.matching(self.model).to(self.device).train()
         self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
-        paper = MCDDLWeights()
-        levels = self.model.levels
-        if levels > len(paper.lambdas):
-            raise UsageError(f"gan mcddl: the paper gives loss weights for {len(paper.lambdas)} scales, "
-                             f"this PLNLIN has {levels} levels")
-        weights = dataclasses.replace(paper, lambdas=paper.lambdas[:levels], mus=paper.mus[:levels])
+        weights = MCDDLWeights().for_levels(self.model.levels)
         self.mcddl = MCDDLTrainer(self.model, self.discriminator, self.opt, self.opt_d, weights, d_every=cfg.d_every)
         self.log_fields = MCDDL_LOG_FIELDS
 
@@ -257,8 +250,6 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             pred = product_forward(self.model, self.contract, rainy)
         loss, parts = restoration_loss(pred.float(), clean, self.cfg.charbonnier_eps, self.cfg.ssim_weight)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training diverged at step {self.step + 1}: loss is {float(loss)}")
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
@@ -276,8 +267,6 @@ class Trainer:
         rainy, clean = self.sampler.batch(self.rng)
         lr = self.opt.param_groups[0]["lr"]
         parts = self.mcddl.step(rainy.to(self.device), clean.to(self.device))
-        if not math.isfinite(parts["loss"]):
-            raise FloatingPointError(f"training diverged at step {self.step + 1}: loss is {parts['loss']}")
         self.sched.step()
         self.sched_d.step()
         update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
@@ -326,6 +315,8 @@ class Trainer:
         with flag.installed():
             while self.step < target:
                 parts = self.train_step()
+                if not math.isfinite(parts["loss"]):  # raised before any checkpoint can keep the damage
+                    raise FloatingPointError(f"training diverged at step {self.step}: loss is {parts['loss']}")
                 for k, v in parts.items():
                     if not math.isnan(v):  # e.g. d_loss on steps without a discriminator update
                         sums[k] = sums.get(k, 0.0) + v

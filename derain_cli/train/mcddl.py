@@ -18,6 +18,7 @@ The generator loss is ``L = L_pixel + alpha * L_hierarchical + beta * L_adversar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from ..models.plnlin import PLNLIN, MCDDLDiscriminator, PLNLINOutput, downscale
 from .losses import ssim
 
@@ -37,6 +39,13 @@ class MCDDLWeights:
     beta: float = 1.0  # adversarial
     lambdas: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01)  # side outputs, full scale first
     mus: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005)  # discriminator side layers, full scale first
+
+    def for_levels(self, levels: int) -> MCDDLWeights:
+        """These weights for a generator with ``levels`` scales (the first ``levels`` of each list)."""
+        if levels > min(len(self.lambdas), len(self.mus)):
+            raise UsageError(f"MCDDL: loss weights are given for {len(self.lambdas)} scales, "
+                             f"the generator has {levels} levels")
+        return dataclasses.replace(self, lambdas=self.lambdas[:levels], mus=self.mus[:levels])
 
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

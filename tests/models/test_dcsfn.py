@@ -12,30 +12,25 @@ from derain_cli import models
 from derain_cli.models import dcsfn, load_state_dict_strict
 from derain_cli.models.runner import ModelRunner
 from tests.conftest import shared_path
+from tests.models.golden import load_tiny, max_diff, tiny_model
 
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    return torch.load(shared_path("reference", "dcsfn", "tiny.pt"), weights_only=True)
+    return load_tiny("dcsfn")
 
 
 @pytest.fixture(scope="module")
 def tiny_net(tiny) -> dcsfn.DCSFN:
-    net = models.build("dcsfn", **tiny["config"])
-    load_state_dict_strict(net, tiny["state_dict"], source="tiny.pt")
-    return net.eval()
+    return tiny_model("dcsfn", tiny)
 
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
 
 
 def test_tiny_reproduces_authors_output(tiny, tiny_net):
     with torch.no_grad():
-        assert _max_diff(tiny_net(tiny["input"]), tiny["output"]) < TOL
+        assert max_diff(tiny_net(tiny["input"]), tiny["output"]) < TOL
 
 
 def test_autograd_path_computes_the_same_and_trains(tiny, tiny_net):
@@ -45,7 +40,7 @@ def test_autograd_path_computes_the_same_and_trains(tiny, tiny_net):
     net = models.build("dcsfn", **tiny["config"])
     net.load_state_dict(tiny["state_dict"])
     out = net.eval()(x)  # torch.cat path
-    assert _max_diff(out.detach(), fast) < 1e-5
+    assert max_diff(out.detach(), fast) < 1e-5
     out.square().mean().backward()
     assert torch.isfinite(net.encoder_scale1.units[0].scale8[0][0].weight.grad).all()
 
@@ -70,7 +65,7 @@ def test_unit_matches_authors_formulation_at_odd_sizes(tiny_net, size):
     unit = tiny_net.encoder_scale1.units[1]
     x = torch.rand(1, unit.scale1[0][0].in_channels, *size, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        assert _max_diff(unit(x.contiguous(memory_format=torch.channels_last)), _reference_unit(unit, x)) < 1e-5
+        assert max_diff(unit(x.contiguous(memory_format=torch.channels_last)), _reference_unit(unit, x)) < 1e-5
 
 
 def test_released_configuration_matches_checkpoint_layout():
@@ -88,7 +83,7 @@ def test_authors_checkpoint_wrapper_loads_strictly(tiny, tmp_path):
     net = models.build("dcsfn", **tiny["config"])
     load_state_dict_strict(net, state, source=str(path))
     with torch.no_grad():
-        assert _max_diff(net.eval()(tiny["input"]), tiny["output"]) < TOL
+        assert max_diff(net.eval()(tiny["input"]), tiny["output"]) < TOL
 
 
 def test_runner_applies_contract(tiny_net):
@@ -97,7 +92,7 @@ def test_runner_applies_contract(tiny_net):
     rgb = torch.rand(1, 3, 41, 53, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = tiny_net(rgb.flip(1)).flip(1)  # native size: the authors never pad
-    assert _max_diff(runner(rgb), expected) < 1e-6
+    assert max_diff(runner(rgb), expected) < 1e-6
 
     small = torch.rand(1, 3, 20, 40, generator=torch.Generator().manual_seed(4))  # below the 32 minimum
     got = runner(small)
@@ -128,4 +123,4 @@ def test_runs_under_autocast(tiny, tiny_net):
     # bfloat16 autocast on the CPU stands in for half precision on a GPU (mixed dtypes in the products).
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = tiny_net(tiny["input"])
-    assert _max_diff(out.float(), tiny["output"]) < 0.05
+    assert max_diff(out.float(), tiny["output"]) < 0.05

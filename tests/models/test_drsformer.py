@@ -14,19 +14,18 @@ from derain_cli.errors import ModelError
 from derain_cli.models import drsformer, load_state_dict_strict
 from derain_cli.models.runner import ModelRunner
 from tests.conftest import shared_path
+from tests.models.golden import load_tiny, max_diff, tiny_model
 
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    return torch.load(shared_path("reference", "drsformer", "tiny.pt"), weights_only=True)
+    return load_tiny("drsformer")
 
 
 def _net(golden: dict, mefc: bool) -> drsformer.DRSformer:
-    net = models.build("drsformer", **golden["config"], mefc=mefc)
-    load_state_dict_strict(net, golden["state_dict"], source="tiny.pt")
-    return net.eval()
+    return tiny_model("drsformer", golden, mefc=mefc)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +37,6 @@ def tiny_net(tiny) -> drsformer.DRSformer:
 def tiny_no_mefc(tiny) -> drsformer.DRSformer:
     return _net(tiny["no_mefc"], mefc=False)
 
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
 
 
 def _cases(golden: dict) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -57,7 +52,7 @@ def test_tiny_reproduces_authors_outputs(tiny, tiny_net, tiny_no_mefc, layout):
     assert len(cases) == 3  # 64x64, non-square, batch 2
     for name, x, expected in cases:
         with torch.no_grad():
-            assert _max_diff(net(x), expected) < TOL, name
+            assert max_diff(net(x), expected) < TOL, name
 
 
 def test_stripes_give_the_whole_image_result(tiny, tiny_net):
@@ -68,7 +63,7 @@ def test_stripes_give_the_whole_image_result(tiny, tiny_net):
     try:
         for name, x, expected in _cases(tiny):
             with torch.no_grad():
-                assert _max_diff(tiny_net(x), expected) < TOL, name
+                assert max_diff(tiny_net(x), expected) < TOL, name
     finally:
         for module in tiny_net.modules():
             if isinstance(module, drsformer.StripedLayer):
@@ -89,7 +84,7 @@ def test_attention_unit_cases(tiny, name):
     attn = drsformer.Attention(**case["args"]).eval()
     load_state_dict_strict(attn, case["state_dict"], source=name)
     with torch.no_grad():
-        assert _max_diff(attn(case["input"]), case["output"]) < TOL
+        assert max_diff(attn(case["input"]), case["output"]) < TOL
     channels = case["args"]["dim"] // case["args"]["num_heads"]
     assert [(channels, k) for k in drsformer.topk_sizes(channels)] == [tuple(p) for p in case["topk_(n,k)"]]
 
@@ -111,7 +106,7 @@ def test_sparse_mix_equals_four_masked_softmaxes(c):
         keep = torch.zeros_like(scores).scatter_(-1, torch.topk(scores, k, dim=-1).indices, 1.0)
         masked = torch.where(keep > 0, scores, torch.full_like(scores, float("-inf")))
         expected = expected + w * torch.softmax(masked, dim=-1)
-    assert _max_diff(drsformer.sparse_attention_mix(scores, weights), expected) < 1e-6
+    assert max_diff(drsformer.sparse_attention_mix(scores, weights), expected) < 1e-6
 
 
 @pytest.mark.parametrize("layout, mefc", [("mefc", True), ("no_mefc", False)])
@@ -159,7 +154,7 @@ def test_runner_pads_bottom_right_with_reflection_and_crops(tiny, tiny_net):
     with torch.no_grad():
         manual = tiny_net(F.pad(x, (0, 3, 0, 3), mode="reflect"))[..., :37, :45]
         ours = ModelRunner(tiny_net, contract)(x)
-    assert _max_diff(ours, manual) < 1e-6
+    assert max_diff(ours, manual) < 1e-6
 
 
 @pytest.mark.parametrize("variant, golden_key", [("rain200h", None), ("rain200l", "no_mefc")])
@@ -208,7 +203,7 @@ def test_autocast_keeps_attention_in_float32_and_runs(tiny, tiny_net):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = tiny_net(tiny["input"])
     assert out.dtype in (torch.float32, torch.bfloat16)
-    assert _max_diff(out.float(), tiny["output"]) < 0.1
+    assert max_diff(out.float(), tiny["output"]) < 0.1
 
 
 def test_gradients_flow_through_the_in_place_paths(tiny):

@@ -12,25 +12,20 @@ from derain_cli import models
 from derain_cli.models import glgfn, load_state_dict_strict
 from derain_cli.models.runner import ModelRunner
 from tests.conftest import shared_path
+from tests.models.golden import load_tiny, max_diff, tiny_model
 
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    return torch.load(shared_path("reference", "glgfn", "tiny.pt"), weights_only=True)
+    return load_tiny("glgfn")
 
 
 @pytest.fixture(scope="module")
 def tiny_net(tiny) -> glgfn.GLGFN:
-    net = models.build("glgfn", **tiny["config"])
-    load_state_dict_strict(net, tiny["state_dict"], source="tiny.pt")
-    return net.eval()
+    return tiny_model("glgfn", tiny)
 
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
 
 
 def test_tiny_reproduces_all_three_outputs(tiny, tiny_net):
@@ -38,8 +33,8 @@ def test_tiny_reproduces_all_three_outputs(tiny, tiny_net):
         outputs = tiny_net(tiny["input"])
     assert len(outputs) == 3
     for ours, theirs in zip(outputs, tiny["output_all"]):
-        assert _max_diff(ours, theirs) < TOL
-    assert _max_diff(outputs[2], tiny["output"]) < TOL
+        assert max_diff(ours, theirs) < TOL
+    assert max_diff(outputs[2], tiny["output"]) < TOL
 
 
 def test_tiny_reproduces_extra_cases(tiny, tiny_net):
@@ -47,7 +42,7 @@ def test_tiny_reproduces_extra_cases(tiny, tiny_net):
     for case in tiny["extra_cases"]:
         with torch.no_grad():
             refine = tiny_net(case["input"])[2]
-        assert _max_diff(refine, case["output"]) < TOL, case["name"]
+        assert max_diff(refine, case["output"]) < TOL, case["name"]
 
 
 def test_released_configuration_matches_checkpoint_layout():
@@ -78,7 +73,7 @@ def test_sparse_attention_equals_four_masked_softmaxes(c):
     v = torch.randn(2, 2, c, 50, generator=g)
     weights = [torch.tensor([w]) for w in (0.3, -0.2, 0.5, 0.1)]
     ours = glgfn.sparse_attention(attn, weights) @ v
-    assert _max_diff(ours, _reference_sparse_attention(attn, v, weights)) < 1e-5
+    assert max_diff(ours, _reference_sparse_attention(attn, v, weights)) < 1e-5
 
 
 def test_runner_applies_contract(tiny_net):
@@ -91,7 +86,7 @@ def test_runner_applies_contract(tiny_net):
     with torch.no_grad():
         expected = tiny_net(padded)[2][..., :45, :70].flip(1)
     assert got.shape == rgb.shape
-    assert _max_diff(got, expected) < 1e-6
+    assert max_diff(got, expected) < 1e-6
 
 
 def test_authors_checkpoint_wrapper_loads_strictly(tiny, tiny_net, tmp_path):
@@ -102,7 +97,7 @@ def test_authors_checkpoint_wrapper_loads_strictly(tiny, tiny_net, tmp_path):
     net = models.build("glgfn", **tiny["config"])
     load_state_dict_strict(net, state, source=str(path))
     with torch.no_grad():
-        assert _max_diff(net.eval()(tiny["input"])[2], tiny["output"]) < TOL
+        assert max_diff(net.eval()(tiny["input"])[2], tiny["output"]) < TOL
 
 
 def test_size_that_is_not_a_multiple_of_32_is_refused(tiny_net):
@@ -115,7 +110,7 @@ def test_gradients_flow_for_training(tiny, tiny_net):
     net.load_state_dict(tiny["state_dict"])
     net.eval()
     refine = net(tiny["input"])[2]
-    assert _max_diff(refine.detach(), tiny["output"]) < TOL  # the autograd path computes the same
+    assert max_diff(refine.detach(), tiny["output"]) < TOL  # the autograd path computes the same
     refine.square().mean().backward()
     grads = [p.grad for n, p in net.named_parameters() if n.startswith("Decoder.fusion4.")]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -141,4 +136,4 @@ def test_runs_under_autocast(tiny, tiny_net):
     # the mixed dtypes autocast produces, and the result must stay close to float32.
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         refine = tiny_net(tiny["input"])[2]
-    assert _max_diff(refine.float(), tiny["output"]) < 0.05
+    assert max_diff(refine.float(), tiny["output"]) < 0.05

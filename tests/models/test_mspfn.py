@@ -14,13 +14,14 @@ from derain_cli.errors import WeightsError
 from derain_cli.models import load_state_dict_strict, mspfn
 from derain_cli.models.runner import ModelRunner
 from tests.conftest import shared_path
+from tests.models.golden import load_tiny, max_diff
 
 TOL = 1e-5  # observed 1.2e-7 against the TF graph
 
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    return torch.load(shared_path("reference", "mspfn", "tiny.pt"), weights_only=True)
+    return load_tiny("mspfn")
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +31,13 @@ def tiny_net(tiny) -> mspfn.MSPFN:
     return net.eval()
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
-
 
 @pytest.mark.parametrize("case", ["", "_odd"])  # 64x64; 52x44 has odd 1/4-scale maps (13x11)
 def test_tiny_reproduces_the_tf_graph(tiny, tiny_net, case):
     with torch.inference_mode():
         y = tiny_net(tiny["input" + case])
-    assert _max_diff(y, tiny["output" + case]) < TOL
-    assert _max_diff(y, tiny["output" + case + "_tf"]) < TOL
+    assert max_diff(y, tiny["output" + case]) < TOL
+    assert max_diff(y, tiny["output" + case + "_tf"]) < TOL
 
 
 def test_autograd_path_computes_the_same_and_trains(tiny, tiny_net):
@@ -49,7 +46,7 @@ def test_autograd_path_computes_the_same_and_trains(tiny, tiny_net):
     net = mspfn.MSPFN(**tiny["config"])
     net.load_state_dict(tiny["state_dict"])
     out = net(x)
-    assert _max_diff(out.detach(), tiny["output_odd"]) < TOL
+    assert max_diff(out.detach(), tiny["output_odd"]) < TOL
     out.square().mean().backward()
     assert torch.isfinite(net.rmm1.lstm.conv.weight.grad).all()
     assert net.rmm1.lstm.conv.weight.grad[:, :4].abs().sum() > 0  # the input part of the kernel learns
@@ -59,15 +56,15 @@ def test_banded_inplace_prelu_gives_the_same_result(tiny, tiny_net, monkeypatch)
     monkeypatch.setattr(mspfn, "_INPLACE_PRELU_MIN", 0)
     monkeypatch.setattr(mspfn, "_BAND_BYTES", 1000)  # a few rows per band
     with torch.inference_mode():
-        assert _max_diff(tiny_net(tiny["input_odd"]), tiny["output_odd"]) < TOL
+        assert max_diff(tiny_net(tiny["input_odd"]), tiny["output_odd"]) < TOL
 
 
 def test_batch_of_two_equals_two_singles(tiny, tiny_net):
     x = torch.cat([tiny["input"], tiny["input"].flip(-1)])
     with torch.inference_mode():
         both = tiny_net(x)
-        assert _max_diff(both[:1], tiny["output"]) < TOL
-        assert _max_diff(both[1:], tiny_net(x[1:])) < TOL
+        assert max_diff(both[:1], tiny["output"]) < TOL
+        assert max_diff(both[1:], tiny_net(x[1:])) < TOL
 
 
 def test_size_not_multiple_of_4_is_refused(tiny_net):
@@ -96,8 +93,8 @@ def test_from_tf_checkpoint_reproduces_tensorflow(tiny, expected, folder, form):
     net = mspfn.from_tf_checkpoint(path, **tiny["config"])
     assert not net.training
     with torch.inference_mode():
-        assert _max_diff(net(expected["input"]), expected["output"]) < TOL
-        assert _max_diff(net(expected["input_odd"]), expected["output_odd"]) < TOL
+        assert max_diff(net(expected["input"]), expected["output"]) < TOL
+        assert max_diff(net(expected["input_odd"]), expected["output_odd"]) < TOL
 
 
 def test_importer_gives_tiny_state_dict_exactly(tiny):
@@ -129,7 +126,7 @@ def test_import_command_stores_converted_weights_that_load(tiny, expected):
     assert weights.checkpoint_format(stored) == "safetensors"
     with torch.inference_mode():
         y = load_from_file(model, stored)(expected["input_odd"])
-    assert _max_diff(y, expected["output_odd"]) < TOL
+    assert max_diff(y, expected["output_odd"]) < TOL
 
 
 class _Recording(Mapping):
@@ -209,8 +206,8 @@ def test_runner_applies_the_contract(tiny, tiny_net):
     with torch.inference_mode():
         y = tiny_net(padded)[..., :37, :50]
     manual = ((y + 1) / 2).flip(1)
-    assert _max_diff(got, manual) < 1e-6
-    assert _max_diff(got, rgb) > 1e-3  # the network did change the image
+    assert max_diff(got, manual) < 1e-6
+    assert max_diff(got, rgb) > 1e-3  # the network did change the image
 
 
 def test_registry_entry():

@@ -16,6 +16,7 @@ from derain_cli import models
 from derain_cli.models import REGISTRY
 from derain_cli.models.runner import ModelRunner, select_output
 from tests.conftest import shared_path
+from tests.models.golden import max_diff
 
 # golden.pt folder under reference/peers -> registry architectures of that family
 FAMILIES = {
@@ -57,10 +58,6 @@ def _entry_for(sha256: str) -> models.ResolvedModel:
     return found[0]
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, f"shape {tuple(a.shape)} != {tuple(b.shape)}"
-    return (a - b).abs().max().item()
-
 
 SLOW = {"prenet", "brn", "hct-ffn"}  # several seconds each on one thread
 
@@ -82,12 +79,12 @@ def test_real_weights_reproduce_the_authors_outputs(family):
         with torch.inference_mode():
             outputs = net(x)
         tol = 1e-4 if scale == 1.0 else 1e-3
-        diff = _max_diff(select_output(outputs, model.contract, x), case["output"])
+        diff = max_diff(select_output(outputs, model.contract, x), case["output"])
         if diff > tol:
             failures.append(f"{model.name} ({case['file']}, {tuple(x.shape)}): max diff {diff:.3g} > {tol}")
         for key, (index, extra_tol) in EXTRAS.items():
             if key in case:
-                diff = _max_diff(outputs if index is None else outputs[index], case[key])
+                diff = max_diff(outputs if index is None else outputs[index], case[key])
                 if diff > extra_tol:
                     failures.append(f"{model.name} {key}: max diff {diff:.3g} > {extra_tol}")
     assert not failures, "; ".join(failures)
@@ -105,7 +102,7 @@ def test_runner_applies_the_contract(family):
     if bgr:
         expected = expected.flip(1)
     runner = ModelRunner(models.load_from_file(model, shared_path("weights", case["file"])), model.contract)
-    assert _max_diff(runner(rgb_input), expected) < 1e-5
+    assert max_diff(runner(rgb_input), expected) < 1e-5
 
 
 def test_every_manifest_file_of_an_implemented_family_is_registered():
@@ -158,7 +155,7 @@ def test_training_path_matches_inference_and_backpropagates(name):
     x.requires_grad_(True)
     got = select_output(net(x), model.contract, x)
     got.sum().backward()
-    assert _max_diff(got.detach(), expected) <= 1e-5 * model.contract.value_range[1]
+    assert max_diff(got.detach(), expected) <= 1e-5 * model.contract.value_range[1]
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
