@@ -761,14 +761,15 @@ def _split_dirs(values: list[str] | None) -> list[str]:
     "Rain is rendered as several streak layers (density, length, width, angle, motion blur, brightness), "
     "with depth-like attenuation, optional haze and drop blur. The same --seed gives the same rain.\n\n"
     "Presets: light, medium, heavy (long wide streaks, often hazy), streaks (dense, sharp, crossing "
-    "streaks like the Rain100H/Rain200H benchmarks), mixed (light 20 %, medium 30 %, heavy 50 %), or "
-    "your own mix: --preset light:0.2,heavy:0.4,streaks:0.4"
+    "streaks like the Rain100H/Rain200H benchmarks), none (no rain: in a mix, samples that teach a network "
+    "to leave rain-free photos alone), mixed (light 20 %, medium 30 %, heavy 50 %), or your own mix: "
+    "--preset light:0.2,heavy:0.4,streaks:0.3,none:0.1"
 ))
 def synth_cmd(
     clean_dir: Path = typer.Argument(..., metavar="CLEAN_DIR", help="Folder of clean photos."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Where input/ and target/ are written."),
     preset: str = typer.Option("mixed", "--preset", metavar="PRESET[:W],...",
-                                help="light, medium, heavy, streaks, mixed, or a weighted mix."),
+                                help="light, medium, heavy, streaks, none, mixed, or a weighted mix."),
     per_image: int = typer.Option(1, "--per-image", metavar="N", help="Rainy versions of each photo."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same rain)."),
     max_side: int | None = typer.Option(None, "--max-side", metavar="PX",

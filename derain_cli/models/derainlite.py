@@ -79,25 +79,28 @@ ARCHITECTURE = Architecture(
         size_multiple=2 ** (len(_DEFAULT_CONFIG["blocks"]) - 1),
         pad_mode="reflect",
         bytes_per_pixel=1024,
+        # On a CPU, 1024-pixel tiles are about 3.5x faster than one huge tile (12 MP: 22.7 s against
+        # 79.6 s on 2 threads) because their activations stay closer to the caches.
+        tile=1024,
     ),
     paper="none: this project's own compact network (docs/training.md)",
     licence="MIT",
     description="Compact residual U-Net trained by this project on synthetic rain; ships inside the package.",
-    default_variant="v2",
+    default_variant="v3",
 )
 
 MODELS = [
     ModelEntry(
         arch="derainlite",
-        variant="v2",
+        variant="v3",
         source=WeightSource(
             kind="bundled",
-            filename="derainlite-v2.safetensors",
+            filename="derainlite-v3.safetensors",
             path="assets/derainlite.safetensors",
-            sha256="22f416f675b1d987a56ffbe1e27f0b86bff262d5f02b69d2cf55a2fcefe6618e",
-            size=6557220,
+            sha256="25765fd24f0ff3d7ad4977292bb7465dcf4d647217e4d225b9a717b77537f27d",
+            size=6557188,
         ),
-        trained_on="this project: synthetic rain on 37 clean photos + 18 DID-style/heavy-rain pairs",
+        trained_on="this project: synthetic rain on 48 clean photos + 15 DID-style pairs",
         description="The built-in default: works offline, no download.",
         licence="MIT",
     ),

@@ -59,9 +59,12 @@ PRESETS: dict[str, RainPreset] = {
 # Rain1400): noise seeds, a small blur, a long motion blur and a levels stretch, composited without haze.
 # Its parameters are drawn in ``_dense_streaks``; this entry only names it.
 STREAKS = "streaks"
+# "none": no rain at all, the clean image as its own input. A small share in a training mix teaches
+# the network to leave rain-free photographs (and rain-free parts of a photograph) as they are.
+NONE = "none"
 # The mix that the preset name "mixed" stands for (the shipped model's phases 1 and 2 trained on it).
 MIXED = {"light": 0.2, "medium": 0.3, "heavy": 0.5}
-PRESET_NAMES = (*PRESETS, STREAKS, "mixed")
+PRESET_NAMES = (*PRESETS, STREAKS, NONE, "mixed")
 
 
 def parse_preset(spec: str) -> dict[str, float]:
@@ -202,6 +205,8 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "mixed",
         (preset,) = mix
     if preset == STREAKS:
         return _dense_streaks(clean, rng, scale)
+    if preset == NONE:
+        return np.clip(clean, 0.0, 1.0).astype(np.float32)
     p = PRESETS[preset]
     h, w = clean.shape[:2]
     img = clean.astype(np.float32)
