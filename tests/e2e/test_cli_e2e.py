@@ -330,6 +330,6 @@ def test_readme_demo_with_the_built_in_model(derain, tmp_path):
     r = derain(REPO / "examples" / "rainy-garden.jpg", "-o", f"{out}/", "--compare", "side", "--json")
     assert r.returncode == 0, r.stderr
     record = json.loads(r.stdout)
-    assert record["model"] == "derainlite:v2"
+    assert record["model"] == "derainlite:v3"
     assert (out / "rainy-garden.jpg").exists() and Path(record["compare"]).exists()
     assert Image.open(out / "rainy-garden.jpg").size == (1280, 800)
