@@ -16,7 +16,7 @@
 #   scripts/train_default.sh [RUN_DIR]        (default RUN_DIR: runs/derainlite-v2)
 # Needs the reference data beside the repository (../shared, or set DERAIN_SHARED), an installed
 # `derain` (pip install -e .) and, for phases 4-6, apt-get (to download two Debian wallpaper
-# packages). The shipped phases took 45 + 35 + 52 + 36 + 13 + 51 minutes on the 2-core development
+# packages). The shipped phases took 45 + 35 + 52 + 36 + 14 + 49 minutes on the 2-core development
 # CPU (see docs/training.md); re-running after an interruption resumes the phase where it stopped.
 set -euo pipefail
 
@@ -71,51 +71,46 @@ else
     --config "$CONFIG" --out "$RUN"
 fi
 
-# Phase 2: continue a copy of phase 1 with larger crops (long streaks fit) and a longer schedule.
-if [ ! -f "$RUN2/checkpoint.pt" ]; then
-  rm -rf "$RUN2"
-  cp -a "$RUN" "$RUN2"
-  python - "$RUN2/config.json" <<'PY'
+# continue_run FROM TO CODE [ARG...]: make TO a copy of the run FROM (once; a copy that has its own
+# checkpoint is kept and resumed) and apply CODE, Python statements on `cfg` (a TrainConfig) that may
+# use `args` (the ARGs), to its config.json.
+continue_run() {
+  local from="$1" to="$2"
+  shift 2
+  [ -f "$to/checkpoint.pt" ] && return 0
+  rm -rf "$to"
+  cp -a "$from" "$to"
+  python - "$to/config.json" "$@" <<'PY'
 import sys
 from derain_cli.train import TrainConfig
 cfg = TrainConfig.from_file(sys.argv[1])
-cfg.steps, cfg.crop, cfg.batch, cfg.val_every = 7000, 192, 6, 500
+code, args = sys.argv[2], sys.argv[3:]
+exec(code)
 cfg.save(sys.argv[1])
 PY
-fi
+}
+
+# resume_until RUN STEP: train RUN until STEP (the shipped run was stopped there with SIGTERM).
+resume_until() {
+  python -c 'import sys; from derain_cli.train import resume_run; resume_run(sys.argv[1], stop_at=int(sys.argv[2]))' "$1" "$2"
+}
+
+# Phase 2: continue a copy of phase 1 with larger crops (long streaks fit) and a longer schedule.
+continue_run "$RUN" "$RUN2" 'cfg.steps, cfg.crop, cfg.batch, cfg.val_every = 7000, 192, 6, 500'
 derain train derainlite --resume "$RUN2"
 
 # Phase 3: continue a copy of phase 2 on rain closer to the heavy benchmarks (the `streaks` preset).
-if [ ! -f "$RUN3/checkpoint.pt" ]; then
-  rm -rf "$RUN3"
-  cp -a "$RUN2" "$RUN3"
-  python - "$RUN3/config.json" <<'PY'
-import sys
-from derain_cli.train import TrainConfig
-cfg = TrainConfig.from_file(sys.argv[1])
+continue_run "$RUN2" "$RUN3" '
 cfg.steps, cfg.synth_fraction, cfg.threads = 14000, 0.8, 2
-cfg.synth_preset = "light:0.15,medium:0.2,heavy:0.25,streaks:0.4"
-cfg.save(sys.argv[1])
-PY
-fi
-# The shipped phase 3 was stopped (SIGTERM) at step 12548 of its 14000-step schedule.
-python -c 'import sys; from derain_cli.train import resume_run; resume_run(sys.argv[1], stop_at=12548)' "$RUN3"
+cfg.synth_preset = "light:0.15,medium:0.2,heavy:0.25,streaks:0.4"'
+resume_until "$RUN3" 12548  # of its 14000-step schedule
 
 # Phase 4: continue a copy of phase 3 with 14 more clean photographs (scripts/fetch_clean_photos.sh)
 # and more benchmark-style streaks, the schedule stretched to 16000 steps (lr restarts at 1e-4).
 [ -d "$CLEAN2" ] || "$REPO/scripts/fetch_clean_photos.sh" lomiri "$CLEAN2"
-if [ ! -f "$RUN4/checkpoint.pt" ]; then
-  rm -rf "$RUN4"
-  cp -a "$RUN3" "$RUN4"
-  python - "$RUN4/config.json" "$CLEAN2" <<'PY'
-import sys
-from derain_cli.train import TrainConfig
-cfg = TrainConfig.from_file(sys.argv[1])
-cfg.steps, cfg.synth = 16000, [*cfg.synth, sys.argv[2]]
-cfg.synth_preset = "light:0.1,medium:0.15,heavy:0.2,streaks:0.55"
-cfg.save(sys.argv[1])
-PY
-fi
+continue_run "$RUN3" "$RUN4" '
+cfg.steps, cfg.synth = 16000, [*cfg.synth, args[0]]
+cfg.synth_preset = "light:0.1,medium:0.15,heavy:0.2,streaks:0.55"' "$CLEAN2"
 derain train derainlite --resume "$RUN4"
 
 # Phase 5: continue a copy of phase 4 with 11 more clean photographs (Debian's
@@ -123,37 +118,18 @@ derain train derainlite --resume "$RUN4"
 # schedule stretched to 21500 steps (lr restarts at 1.3e-4). Phase 4's network darkened bright,
 # rain-free scenes (snow, sky, white fur) as if they were haze; rain-free samples teach it not to.
 [ -d "$CLEAN3" ] || "$REPO/scripts/fetch_clean_photos.sh" plasma "$CLEAN3"
-if [ ! -f "$RUN5/checkpoint.pt" ]; then
-  rm -rf "$RUN5"
-  cp -a "$RUN4" "$RUN5"
-  python - "$RUN5/config.json" "$CLEAN3" <<'PY'
-import sys
-from derain_cli.train import TrainConfig
-cfg = TrainConfig.from_file(sys.argv[1])
-cfg.steps, cfg.synth, cfg.max_minutes = 21500, [*cfg.synth, sys.argv[2]], None
-cfg.synth_preset = "light:0.1,medium:0.1,heavy:0.1,streaks:0.55,none:0.15"
-cfg.save(sys.argv[1])
-PY
-fi
-# The shipped phase 5 was stopped (SIGTERM) at step 17405 of its 21500-step schedule.
-python -c 'import sys; from derain_cli.train import resume_run; resume_run(sys.argv[1], stop_at=17405)' "$RUN5"
+continue_run "$RUN4" "$RUN5" '
+cfg.steps, cfg.synth = 21500, [*cfg.synth, args[0]]
+cfg.synth_preset = "light:0.1,medium:0.1,heavy:0.1,streaks:0.55,none:0.15"' "$CLEAN3"
+resume_until "$RUN5" 17405  # of its 21500-step schedule
 
 # Phase 6: continue a copy of phase 5 without haze-like training data: no heavy preset (half of
 # its images are hazy) and no heavyrain-samples pairs (rain accumulation), more dense streaks; the
 # schedule stretched to 22900 steps (lr restarts at 1.15e-4). Phase 5's network still lowered the
 # brightness of rain-free pixels between dense streaks, as if removing a veil.
-if [ ! -f "$RUN6/checkpoint.pt" ]; then
-  rm -rf "$RUN6"
-  cp -a "$RUN5" "$RUN6"
-  python - "$RUN6/config.json" "$DATA/paired/did-samples" <<'PY'
-import sys
-from derain_cli.train import TrainConfig
-cfg = TrainConfig.from_file(sys.argv[1])
-cfg.steps, cfg.data, cfg.max_minutes = 22900, [sys.argv[2]], None
-cfg.synth_preset = "light:0.1,medium:0.1,streaks:0.65,none:0.15"
-cfg.save(sys.argv[1])
-PY
-fi
+continue_run "$RUN5" "$RUN6" '
+cfg.steps, cfg.data = 22900, [args[0]]
+cfg.synth_preset = "light:0.1,medium:0.1,streaks:0.65,none:0.15"' "$DATA/paired/did-samples"
 derain train derainlite --resume "$RUN6"
 
 derain export "$RUN6" --out "$OUT"

@@ -37,17 +37,25 @@ def test_default_model_ships_inside_the_package():
     assert json.loads(meta["arch_config"]) == {}  # trained in the registered configuration
 
 
+def _read(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _run_default(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB through the packaged default model, as uint8 RGB."""
+    model = models.resolve(None)
+    x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    y = ModelRunner(models.load(None), model.contract)(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    return to_uint8(y)
+
+
 def test_default_model_loads_offline_and_removes_rain(monkeypatch):
     pair = shared_path("data", "paired", "rain100l-samples")
     monkeypatch.setenv("DERAIN_OFFLINE", "1")
     monkeypatch.setattr("requests.Session.request", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network")))
-    model = models.resolve(None)
-    net = models.load(None)
-    rainy = np.asarray(Image.open(pair / "input" / "norain-1.png").convert("RGB"))
-    clean = np.asarray(Image.open(pair / "target" / "norain-1.png").convert("RGB"))
-    x = torch.from_numpy(rainy.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    y = ModelRunner(net, model.contract)(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-    out = to_uint8(y)
+    rainy = _read(pair / "input" / "norain-1.png")
+    clean = _read(pair / "target" / "norain-1.png")
+    out = _run_default(rainy)
     assert out.shape == rainy.shape
     assert psnr(out, clean) > psnr(rainy, clean) + 1.0
 
@@ -55,10 +63,7 @@ def test_default_model_loads_offline_and_removes_rain(monkeypatch):
 def test_default_model_leaves_a_rain_free_photo_nearly_unchanged():
     # A bright, low-contrast scene (snow and a white bear) with no rain at all: the model must not
     # darken it as if removing a veil (derainlite:v2 did: 28.7 dB, 5.7 grey levels darker).
-    clean_path = shared_path("data", "paired", "rain200h-samples") / "target" / "norain-1.png"
-    clean = np.asarray(Image.open(clean_path).convert("RGB"))
-    model = models.resolve(None)
-    x = torch.from_numpy(clean.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    out = to_uint8(ModelRunner(models.load(None), model.contract)(x).clamp(0, 1)[0].permute(1, 2, 0).numpy())
+    clean = _read(shared_path("data", "paired", "rain200h-samples") / "target" / "norain-1.png")
+    out = _run_default(clean)
     assert psnr(out, clean) > 32.0
     assert abs(out.astype(np.float64).mean() - clean.astype(np.float64).mean()) < 3.0
