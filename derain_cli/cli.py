@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
+from . import __version__, settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_COMMAND = "run"
@@ -859,10 +858,7 @@ def export_cmd(
 # --------------------------------------------------------------------------------------------------
 def main(argv: list | None = None) -> int:
     """Console-script entry point: returns the exit code (0 ok, 1 failures, 2 usage, 130 interrupted)."""
-    # OpenMP threads that spin while waiting make a busy machine much slower (measured on 2 cores
-    # under load: PReNet at 256x256 took 7.5 s with 2 spinning threads, 3.0 s with passive ones).
-    # Set before torch is imported; the user's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    settings.prefer_passive_openmp_wait()  # before torch is imported; the user's own setting wins
     try:
         app(args=argv, prog_name="derain")
     except SystemExit as exc:

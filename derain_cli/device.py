@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import settings
 from .errors import DeviceError, UsageError
 
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
@@ -79,8 +80,7 @@ def choose_dtype(precision: str, device: torch.device, half_safe: bool = True) -
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's CPU threads: DERAIN_THREADS, else the number of cores (capped at 8)."""
     if threads is None:
-        env = os.environ.get("DERAIN_THREADS")
-        threads = int(env) if env and env.isdigit() else min(8, os.cpu_count() or 1)
+        threads = settings.threads() or min(8, os.cpu_count() or 1)
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

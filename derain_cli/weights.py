@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 from urllib.request import url2pathname
 
-from . import __version__
+from . import __version__, settings
 from .errors import DerainError, WeightsError
 from .models.registry import ResolvedModel
 
@@ -52,7 +52,6 @@ TIMEOUT = (10.0, 60.0)
 # How long a process waits for another one that is fetching the same weights.
 LOCK_TIMEOUT = 900.0
 _CHUNK = 1 << 16
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class DownloadError(WeightsError):
@@ -128,9 +127,9 @@ class VerifyResult:
 
 def cache_dir() -> Path:
     """The cache folder: ``$DERAIN_HOME`` if set, else the platform's user cache folder."""
-    home = os.environ.get("DERAIN_HOME", "").strip()
-    if home:
-        return Path(home).expanduser().resolve()
+    home = settings.home()
+    if home is not None:
+        return home
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("derain"))
@@ -138,7 +137,7 @@ def cache_dir() -> Path:
 
 def offline() -> bool:
     """Whether DERAIN_OFFLINE forbids network access."""
-    return os.environ.get("DERAIN_OFFLINE", "").strip().lower() in _TRUE
+    return settings.offline()
 
 
 def _weights_root() -> Path:
@@ -648,7 +647,7 @@ def _http_attempt(session, url: str, dest: Path, have: int, bar, expected_size: 
 
 def mirror() -> str | None:
     """The DERAIN_MIRROR setting, or None."""
-    return os.environ.get("DERAIN_MIRROR", "").strip() or None
+    return settings.mirror()
 
 
 def _mirror_folder(location: str) -> Path | None:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import settings
 from ..errors import ModelError
 
 # Modules of this package that are infrastructure, not architectures.
@@ -269,7 +269,7 @@ class Registry:
             if info.name.startswith("_") or info.name in _NOT_ARCHITECTURES:
                 continue
             self.add_module(importlib.import_module(f"{__package__}.{info.name}"))
-        for name in filter(None, (s.strip() for s in os.environ.get("DERAIN_PLUGINS", "").split(","))):
+        for name in settings.plugins():
             self.register_module(name)
 
     # -- queries ----------------------------------------------------------------------------
@@ -331,7 +331,7 @@ REGISTRY = Registry()
 
 def default_model_name() -> str:
     """The model used when none is named: the one that ships inside the package."""
-    return os.environ.get("DERAIN_DEFAULT_MODEL") or DEFAULT_MODEL
+    return settings.default_model() or DEFAULT_MODEL
 
 
 # The built-in default model (trained by this project, shipped in the wheel).
