@@ -40,22 +40,20 @@ def choose_device(spec: str = "auto") -> torch.device:
             raise DeviceError("device 'mps' requested but Apple MPS is not available on this machine")
         return torch.device("mps")
     if spec == "cuda" or spec.startswith("cuda:"):
+        index_text = spec.partition(":")[2]
+        if spec != "cuda" and not index_text.isdigit():  # a typo is a typo, GPU or not
+            raise UsageError(f"bad device {spec!r}: expected {DEVICE_CHOICES}")
         if not torch.cuda.is_available():
             raise DeviceError(
                 f"device {spec!r} requested but CUDA is not available "
                 f"(torch {torch.__version__} {'has no CUDA support' if torch.version.cuda is None else 'found no GPU'})"
             )
-        if spec.startswith("cuda:"):
-            index_text = spec.split(":", 1)[1]
-            if not index_text.isdigit():
-                raise UsageError(f"bad device {spec!r}: expected {DEVICE_CHOICES}")
-            index = int(index_text)
-            if index >= torch.cuda.device_count():
-                raise DeviceError(
-                    f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-                )
-            return torch.device("cuda", index)
-        return torch.device("cuda")
+        if not index_text:
+            return torch.device("cuda")
+        index = int(index_text)
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return torch.device("cuda", index)
     raise UsageError(f"bad device {spec!r}: expected {DEVICE_CHOICES}")
 
 

@@ -1,5 +1,9 @@
 """Exceptions that the CLI turns into one-line messages and exit codes."""
 
+from __future__ import annotations
+
+import os
+
 
 class DerainError(Exception):
     """Base class: an error the user can act on. str(e) is a complete one-line message."""
@@ -16,7 +20,7 @@ class UsageError(DerainError):
 class ImageError(DerainError):
     """An input image cannot be read or an output image cannot be written."""
 
-    def __init__(self, path, problem):
+    def __init__(self, path: str | os.PathLike[str], problem: str):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")

@@ -72,9 +72,17 @@ def prefer_passive_openmp_wait() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def help_epilogue() -> str:
-    """The ENVIRONMENT table as text for ``--help``."""
-    width = max(len(name) for name, _ in ENVIRONMENT)
+def help_epilogue(width: int | None = None) -> str:
+    """The ENVIRONMENT table as text for ``--help``; descriptions wrap to ``width`` columns if given."""
+    import textwrap
+
+    name_width = max(len(name) for name, _ in ENVIRONMENT)
+    indent = " " * (2 + name_width + 2)
     lines = ["Environment variables:"]
-    lines += [f"  {name:<{width}}  {text}" for name, text in ENVIRONMENT]
+    for name, text in ENVIRONMENT:
+        first = f"  {name:<{name_width}}  {text}"
+        if width is None:
+            lines.append(first)
+        else:  # a hanging indent keeps the names in their own column
+            lines += textwrap.wrap(first, width=max(width, len(indent) + 20), subsequent_indent=indent)
     return "\n".join(lines)
