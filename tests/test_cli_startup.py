@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # a fresh interpreter: the only way to see what an import pulls in
+
 
 def test_cli_module_does_not_import_torch():
     code = ("import sys; import derain_cli.cli as c; c.main(['--version']);"

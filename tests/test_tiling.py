@@ -279,9 +279,65 @@ def test_choose_tile_cpu_leaves_room_for_the_image(monkeypatch):
     assert choose_tile(h, w, 4096, CUDA) == 528  # no image-sized buffers on the device
 
 
-def test_free_memory_cpu_is_plausible():
-    free = tiling.free_memory_bytes("cpu")
-    assert 16 * 1024**2 < free < 2**50
+GIB = 1024**3
+
+
+def _fake_system_files(monkeypatch, tmp_path, files: dict[str, str]):
+    """Make tiling read /proc/meminfo and /sys/fs/cgroup/* from ``files`` (absent ones do not exist)."""
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if str(path) in files:
+            fake = tmp_path / str(path).strip("/").replace("/", "_")
+            fake.write_text(files[str(path)])
+            return real_open(fake, *args, **kwargs)
+        if str(path).startswith(("/proc/", "/sys/")):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(tiling, "open", fake_open, raising=False)
+
+
+MEMINFO_8G = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    8388608 kB\n"
+
+
+def test_free_memory_is_memavailable_without_a_cgroup_limit(monkeypatch, tmp_path):
+    _fake_system_files(monkeypatch, tmp_path, {"/proc/meminfo": MEMINFO_8G, "/sys/fs/cgroup/memory.max": "max\n",
+                                               "/sys/fs/cgroup/memory.current": str(GIB)})
+    assert tiling.free_memory_bytes("cpu") == 8 * GIB
+    assert choose_tile(1000, 1000, 4096, "cpu") == 832
+
+
+def test_free_memory_is_capped_by_the_cgroup_limit(monkeypatch, tmp_path):
+    """In a container limited to 2 GiB with 0.5 GiB in use, 1.5 GiB is free, whatever the host has."""
+    _fake_system_files(monkeypatch, tmp_path, {"/proc/meminfo": MEMINFO_8G,
+                                               "/sys/fs/cgroup/memory.max": f"{2 * GIB}\n",
+                                               "/sys/fs/cgroup/memory.current": f"{GIB // 2}\n"})
+    assert tiling.free_memory_bytes("cpu") == 3 * GIB // 2
+    # and the automatic tile follows: a third of (1.5 GiB - the tiler's 28 MB of image buffers) at
+    # 4096 B/px is a 358-px square, rounded down to a multiple of 8 (832 px without the limit)
+    assert choose_tile(1000, 1000, 4096, "cpu") == 352
+
+
+def test_a_cgroup_limit_above_the_host_memory_changes_nothing(monkeypatch, tmp_path):
+    _fake_system_files(monkeypatch, tmp_path, {"/proc/meminfo": MEMINFO_8G,
+                                               "/sys/fs/cgroup/memory.max": f"{64 * GIB}\n",
+                                               "/sys/fs/cgroup/memory.current": f"{GIB}\n"})
+    assert tiling.free_memory_bytes("cpu") == 8 * GIB
+
+
+def test_a_full_cgroup_leaves_no_memory(monkeypatch, tmp_path):
+    _fake_system_files(monkeypatch, tmp_path, {"/proc/meminfo": MEMINFO_8G,
+                                               "/sys/fs/cgroup/memory.max": f"{GIB}\n",
+                                               "/sys/fs/cgroup/memory.current": f"{GIB + 4096}\n"})
+    assert tiling.free_memory_bytes("cpu") == 0
+
+
+def test_without_meminfo_the_os_is_asked(monkeypatch, tmp_path):
+    _fake_system_files(monkeypatch, tmp_path, {})
+    pages = {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(tiling.os, "sysconf", lambda name: pages[name])
+    assert tiling.free_memory_bytes("cpu") == 1000 * 4096
 
 
 # -- parsing ---------------------------------------------------------------------------------

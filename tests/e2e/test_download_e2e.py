@@ -12,6 +12,8 @@ from tests.conftest import shared_path
 
 pytest.importorskip("pytest_httpserver")
 
+pytestmark = pytest.mark.e2e
+
 MODEL = "prn_r:rain100h"  # 86 KB, the smallest real checkpoint
 
 

@@ -11,6 +11,8 @@ from PIL import Image
 
 from tests.conftest import shared_path
 
+pytestmark = pytest.mark.e2e
+
 
 def authors_format(arch: str, state: dict, folder):
     """Write `state` the way each author's code saved it; returns the path to import."""

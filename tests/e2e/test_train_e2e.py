@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.e2e
 
 
 def test_synth_train_resume_export_and_use(derain, tmp_path):
