@@ -58,7 +58,7 @@ def choose_device(spec: str = "auto") -> torch.device:
 
 
 def choose_dtype(precision: str, device: torch.device, half_safe: bool = True) -> torch.dtype:
-    """fp32 on CPU; on a GPU ``auto`` means bf16 where supported (else fp16) for half-safe models."""
+    """fp32 on CPU; on a GPU ``auto`` means bf16 where the GPU has it natively (else fp16) for half-safe models."""
     precision = (precision or "auto").lower()
     if precision not in PRECISIONS:
         raise UsageError(f"bad precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
@@ -71,8 +71,22 @@ def choose_dtype(precision: str, device: torch.device, half_safe: bool = True) -
     if device.type == "cpu" or not half_safe:
         return torch.float32
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
     return torch.float16  # mps
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 in hardware (compute capability 8.0 and later).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes for older GPUs (a T4, a V100) where bf16 is
+    only emulated, slowly, and it asks about the current device rather than the chosen one; for
+    ``auto`` those GPUs are better served by fp16.
+    """
+    try:
+        major, _minor = torch.cuda.get_device_capability(device)
+    except (RuntimeError, AssertionError, ValueError):
+        return False
+    return major >= 8
 
 
 def configure_threads(threads: int | None = None) -> int:

@@ -29,7 +29,10 @@ AUTO_TILE_RANGE = (128, 4096)  # choose_tile's answers lie in this range and are
 MPS_FREE_BYTES = 2 * 1024**3  # MPS does not report free memory; assume this much
 UNKNOWN_FREE_BYTES = 2 * 1024**3  # used where the free memory cannot be found out
 
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
+# Lower-case fragments of the messages torch raises when memory runs out: its own allocators
+# (CPU and CUDA), and cuBLAS/cuDNN failing to allocate their workspace (CUBLAS_STATUS_ALLOC_FAILED,
+# CUDNN_STATUS_ALLOC_FAILED), which a smaller tile cures just the same.
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory", "status_alloc_failed")
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -86,19 +89,47 @@ def _cpu_free_bytes() -> int:
     return free if limit is None else min(free, limit)
 
 
+def _cuda_memory_fraction(index: int) -> float:
+    """The share of the device this process may use (1.0 where torch cannot tell)."""
+    getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch >= 2.9
+    if getter is None:
+        return 1.0
+    try:
+        return float(getter(index))
+    except (RuntimeError, ValueError, TypeError):
+        return 1.0
+
+
+def _cuda_free_bytes(device: torch.device) -> int:
+    """Bytes a CUDA tensor can still take: free device memory plus the allocator's unused cache.
+
+    cudaMemGetInfo knows nothing of a per-process memory fraction, but PyTorch's allocator refuses
+    to reserve beyond ``fraction * total``; under such a cap the memory left is that limit minus
+    what is allocated (the unused cache counts, as it is reused first). Without this, a capped
+    process sees the whole card as free, picks a whole-image run and always starts with an OOM.
+    """
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    free, total = torch.cuda.mem_get_info(index)
+    allocated = torch.cuda.memory_allocated(index)
+    available = free + max(0, torch.cuda.memory_reserved(index) - allocated)
+    fraction = _cuda_memory_fraction(index)
+    if fraction < 1.0:
+        available = min(available, int(total * fraction) - allocated)
+    return max(0, int(available))
+
+
 def free_memory_bytes(device: torch.device | str) -> int:
     """Bytes of memory free for tensors on ``device``.
 
     CPU: MemAvailable from /proc/meminfo (else os.sysconf), capped by a cgroup limit. CUDA: free
-    device memory plus what PyTorch's allocator holds unused. MPS and others: a fixed 2 GiB.
+    device memory plus what PyTorch's allocator holds unused, capped by the process's memory
+    fraction (``torch.cuda.set_per_process_memory_fraction``). MPS and others: a fixed 2 GiB.
     """
     device = torch.device(device)
     if device.type == "cpu":
         return _cpu_free_bytes()
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(free + max(0, cached))
+        return _cuda_free_bytes(device)
     if device.type == "mps":
         return MPS_FREE_BYTES
     return UNKNOWN_FREE_BYTES

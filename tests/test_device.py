@@ -51,3 +51,22 @@ def test_threads_default_is_the_cores_capped_at_eight(monkeypatch):
         assert configure_threads() == 8
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("capability,expected", [((9, 0), torch.bfloat16), ((8, 0), torch.bfloat16),
+                                                 ((7, 5), torch.float16), ((7, 0), torch.float16)])
+def test_auto_precision_on_cuda_uses_bf16_only_where_the_gpu_has_it(monkeypatch, capability, expected):
+    """A T4 or V100 emulates bf16 (slowly) though torch.cuda.is_bf16_supported() says yes: auto takes fp16."""
+    asked = []
+
+    def fake_capability(device=None):
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", fake_capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = torch.device("cuda", 1)
+    assert choose_dtype("auto", gpu) == expected
+    assert asked == [gpu]  # the chosen GPU, not the current one
+    assert choose_dtype("auto", gpu, half_safe=False) == torch.float32
+    assert choose_dtype("fp32", gpu) == torch.float32

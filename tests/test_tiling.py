@@ -353,3 +353,48 @@ def test_parse_tile(text, value):
 def test_parse_tile_rejects(text):
     with pytest.raises(ValueError, match="use 'auto', 0 \\(whole image\\)"):
         parse_tile(text)
+
+
+# -- free memory on CUDA (torch.cuda faked: runs without a GPU) ------------------------------
+
+
+def _fake_cuda(monkeypatch, free: int, total: int, reserved: int, allocated: int, fraction: float | None):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=None: (free, total))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda index=None: reserved)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda index=None: allocated)
+    if fraction is None:
+        monkeypatch.delattr(torch.cuda, "get_per_process_memory_fraction", raising=False)
+    else:
+        monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda index=None: fraction)
+
+
+def test_free_memory_cuda_counts_the_allocators_unused_cache(monkeypatch):
+    _fake_cuda(monkeypatch, free=100 * GiB, total=140 * GiB, reserved=6 * GiB, allocated=2 * GiB, fraction=1.0)
+    assert tiling.free_memory_bytes("cuda") == 104 * GiB
+    assert tiling.free_memory_bytes(torch.device("cuda", 0)) == 104 * GiB
+    _fake_cuda(monkeypatch, free=100 * GiB, total=140 * GiB, reserved=6 * GiB, allocated=2 * GiB, fraction=None)
+    assert tiling.free_memory_bytes("cuda") == 104 * GiB  # an older torch that cannot report a cap
+
+
+def test_free_memory_cuda_respects_the_process_memory_fraction(monkeypatch):
+    """Under set_per_process_memory_fraction the card looks empty to cudaMemGetInfo, but the
+    allocator stops at fraction * total: the tile must be chosen for that, not for the card."""
+    _fake_cuda(monkeypatch, free=130 * GiB, total=140 * GiB, reserved=1 * GiB, allocated=GiB // 2,
+               fraction=3 / 140)
+    cap = int(140 * GiB * (3 / 140))
+    assert abs(cap - 3 * GiB) <= 1
+    assert tiling.free_memory_bytes("cuda") == cap - GiB // 2
+    # DRSformer-like 6000 B/px at 2048x2048 in bf16: tiles, not the whole image the card would take
+    assert choose_tile(2048, 2048, 6000, "cuda", dtype_bytes=2) == 544  # sqrt(2.5 GiB / 3 / 3000 B) -> 544
+    _fake_cuda(monkeypatch, free=130 * GiB, total=140 * GiB, reserved=4 * GiB, allocated=4 * GiB,
+               fraction=3 / 140)
+    assert tiling.free_memory_bytes("cuda") == 0  # already over the cap
+
+
+def test_cublas_and_cudnn_allocation_failures_count_as_out_of_memory():
+    fn = _Limited(100 * 100, RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    x = _image(200, 200)  # fails whole, then works in 100x100 tiles
+    assert torch.allclose(run_tiled(fn, x, tile=None), 1 - x, atol=1e-6)
+    fn = _Limited(100 * 100, RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert torch.allclose(run_tiled(fn, x, tile=None), 1 - x, atol=1e-6)
