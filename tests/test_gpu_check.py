@@ -36,6 +36,7 @@ def _registered_architectures() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_cpu_dry_run_covers_every_section_and_architecture(shared, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DERAIN_PLUGINS"}
     out = tmp_path / "out"

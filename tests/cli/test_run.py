@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageCms
 
 from derain_cli import imaging
+from derain_cli.device import choose_device
 from tests.cli.conftest import M, write_png
 from tests.conftest import shared_path
 
@@ -35,8 +36,9 @@ def test_json_is_one_record_per_file_and_nothing_else(derain, tmp_path):
     assert r.stderr == ""
     first, second = r.records()
     assert set(first) == {"input", "output", "status", "model", "width", "height", "seconds", "device"}
+    auto = str(choose_device("auto"))  # what `--device auto` finds here: cpu, or cuda on a GPU machine
     assert first == {**first, "input": str(a), "output": str(tmp_path / "p0_derained.png"), "status": "ok",
-                     "model": "testnet:random", "width": 24, "height": 20, "device": "cpu"}
+                     "model": "testnet:random", "width": 24, "height": 20, "device": auto}
     assert second["width"] == 25 and second["output"] == str(tmp_path / "p1_derained.png")
     assert first["seconds"] >= 0
     assert Image.open(second["output"]).size == (25, 20)
