@@ -14,6 +14,7 @@ not depend on them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -25,12 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def measure(arch: str, size: int, threads: int, device: str, precision: str, repeats: int) -> dict:
     """Runs inside the child process: one architecture, one setting."""
-    import resource
     import time
 
     import torch
 
     from derain_cli import models
+    from derain_cli._memory import PeakMemory, process_peak_rss_mb
     from derain_cli.models.runner import ModelRunner
 
     torch.set_num_threads(threads)
@@ -50,24 +51,23 @@ def measure(arch: str, size: int, threads: int, device: str, precision: str, rep
         with counter, torch.inference_mode():
             runner(x)
         result["macs_per_pixel"] = counter.get_total_flops() / 2 / (size * size)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    runner(x)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        y = runner(x)
-        if device.startswith("cuda"):
+    cuda = device.startswith("cuda")
+    # CUDA: the allocator's peak over these runs; CPU: no sampling thread to disturb the timing,
+    # this fresh process's whole-life peak (exact) is read afterwards.
+    with PeakMemory(device) if cuda else contextlib.nullcontext() as peak:
+        runner(x)  # warm-up
+        if cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            y = runner(x)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
     result["seconds"] = min(times)
     result["finite"] = bool(torch.isfinite(y).all())
-    if device.startswith("cuda"):
-        result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_mb"] = peak.mb if cuda else process_peak_rss_mb()
     return result
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,6 @@ def _parse_tiles(text: str) -> list[int]:
     if not tiles or any(t < 0 for t in tiles):
         raise argparse.ArgumentTypeError(f"tiles {text!r}: sizes must be >= 0 (0 = whole image)")
     return tiles
-
-
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 # -- worker: one setting in its own process ----------------------------------------------------------
@@ -97,6 +91,7 @@ def worker(args) -> None:
     import torch
 
     sys.path.insert(0, str(REPO))
+    from derain_cli._memory import process_peak_rss_mb
     from derain_cli.models.registry import Contract
     from derain_cli.models.runner import ModelRunner
     from derain_cli.tiling import run_tiled
@@ -105,13 +100,13 @@ def worker(args) -> None:
     width, height = args.size
     runner = ModelRunner(_network(), Contract(size_multiple=4, pad_mode="reflect"))
     x = _image(width, height)
-    base = _peak_rss_mib()
+    base = process_peak_rss_mb()
     counts = []
     start = time.perf_counter()
     y = run_tiled(runner, x, tile=args.tile or None, overlap=args.overlap,
                   progress=lambda done, total: counts.append(total))
     seconds = time.perf_counter() - start
-    peak = _peak_rss_mib()
+    peak = process_peak_rss_mb()
     np.save(args.out, y[0].clamp_(0, 1).numpy())
     print(json.dumps({"tile": args.tile, "tiles": counts[-1] if counts else 1, "seconds": seconds,
                       "base_mib": base, "peak_mib": peak}))

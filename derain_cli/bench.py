@@ -2,21 +2,24 @@
 
 Images are paired by file name (exact name first, then by stem when the extensions differ) or by
 sorted order. Unmatched files are reported, never guessed. Each model runs whole-image where the
-image fits in memory, as the papers did; outputs are clamped and rounded to 8 bits before scoring.
+image fits in memory, as the papers did; outputs are rounded to 8 bits before scoring exactly as the
+image writer rounds them (``derain_cli.quantise``), so a saved PNG holds the pixels scored.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import imaging
-from .api import Derainer, iter_images
+from ._atomic import atomic_write_bytes
+from ._memory import PeakMemory
+from .engine import Engine
 from .errors import UsageError
+from .pipeline import iter_images
 
 
 @dataclass
@@ -53,45 +56,6 @@ def pair_images(input_dir: Path, gt_dir: Path, mode: str = "name") -> Pairing:
         used.add(gt)
         pairs.append((src, gt))
     return Pairing(pairs, unmatched, [t for t in targets if t not in used])
-
-
-class PeakRSS:
-    """Samples this process's resident memory in a thread; ``peak_mb`` after the block."""
-
-    def __init__(self, interval: float = 0.01):
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def current_bytes() -> int:
-        try:
-            with open("/proc/self/statm") as fh:
-                import os
-
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return 0
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self.peak = self.current_bytes()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.current_bytes())
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
 
 
 def _mean(values):
@@ -153,52 +117,48 @@ def benchmark(
     for name in models:
         if name.lower() == "none":
             continue
-        derainer = Derainer(name, device=device, precision=precision, tile=tile, max_pixels=max_pixels)
-        say(f"loading {derainer.name}")
-        derainer.load()
-        _warm_up(derainer)
-        from .device import peak_memory_mb, reset_peak_memory
-
-        reset_peak_memory(derainer.device)
+        engine = Engine(name, device=device, precision=precision, tile=tile)
+        say(f"loading {engine.name}")
+        engine.load()
+        _warm_up(engine)
         per_image, total_seconds, total_mp = [], 0.0, 0.0
-        with PeakRSS() as rss:
+        with PeakMemory(engine.device) as peak:
             for src, rainy, gt8 in loaded:
-                say(f"{derainer.name}: {src.name}")
+                say(f"{engine.name}: {src.name}")
                 start = time.perf_counter()
-                out = derainer.derain_rgb(rainy.rgb, prefer_whole=True)
-                _sync(derainer.device)
+                out = engine.derain_rgb(rainy.rgb, prefer_whole=True)
+                _sync(engine.device)
                 seconds = time.perf_counter() - start
                 total_seconds += seconds
                 total_mp += rainy.rgb.shape[0] * rainy.rgb.shape[1] / 1e6
                 p, s = score(to_uint8(out), gt8, convention)
                 per_image.append({"name": src.name, "psnr": p, "ssim": s, "seconds": round(seconds, 4)})
                 if save_dir:
-                    folder = Path(save_dir) / derainer.name.replace(":", "_")
+                    folder = Path(save_dir) / engine.name.replace(":", "_")
                     folder.mkdir(parents=True, exist_ok=True)
                     imaging.write_image(folder / f"{src.stem}.png", out, like=rainy, format="png")
-        peak = peak_memory_mb(derainer.device) if derainer.device.type == "cuda" else rss.peak_mb
         report["models"].append({
-            "model": derainer.name,
-            "device": str(derainer.device),
+            "model": engine.name,
+            "device": str(engine.device),
             "psnr": _mean(i["psnr"] for i in per_image),
             "ssim": _mean(i["ssim"] for i in per_image),
             "seconds_per_image": total_seconds / len(per_image),
             "megapixels_per_second": total_mp / total_seconds if total_seconds > 0 else None,
-            "peak_memory_mb": round(peak, 1),
+            "peak_memory_mb": round(peak.mb, 1),
             "images": per_image,
         })
-        del derainer
+        del engine
     return report
 
 
-def _warm_up(derainer: Derainer) -> None:
+def _warm_up(engine: Engine) -> None:
     """One small pass so one-time start-up costs do not count against the first image."""
     import numpy as np
 
-    m = max(derainer.model.contract.size_multiple, derainer.model.contract.min_size, 1)
+    m = max(engine.model.contract.size_multiple, engine.model.contract.min_size, 1)
     side = max(32, -(-32 // m) * m)
-    derainer.derain_rgb(np.full((side, side, 3), 0.5, np.float32), prefer_whole=True)
-    _sync(derainer.device)
+    engine.derain_rgb(np.full((side, side, 3), 0.5, np.float32), prefer_whole=True)
+    _sync(engine.device)
 
 
 def _sync(device) -> None:
@@ -211,8 +171,6 @@ def _sync(device) -> None:
 def write_csv(report: dict, path) -> None:
     """One row per (model, image) with the input's scores alongside."""
     import csv
-
-    from .imaging import atomic_write_bytes
 
     inputs = {i["name"]: i for i in report["input"]["images"]}
     rows = [["model", "image", "psnr", "ssim", "seconds", "input_psnr", "input_ssim"]]

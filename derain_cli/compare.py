@@ -9,8 +9,9 @@ from typing import BinaryIO, Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ._atomic import atomic_write
 from .errors import UsageError
-from .imaging import atomic_write
+from .quantise import quantise
 
 Mode = Literal["side", "split"]
 MODES = ("side", "split")
@@ -96,9 +97,8 @@ def write_comparison(
 
 
 def _panel(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """float [0, 1] -> 8-bit RGB image of `size`."""
-    pixels = (np.fmin(np.fmax(rgb, 0.0), 1.0) * 255 + 0.5).astype(np.uint8)  # NaN -> 0
-    image = Image.fromarray(pixels)
+    """float [0, 1] -> 8-bit RGB image of `size`, quantised as the written output is."""
+    image = Image.fromarray(quantise(rgb, 8))
     return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
 
 

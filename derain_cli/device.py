@@ -120,22 +120,3 @@ def describe_devices() -> list[DeviceInfo]:
     if mps_available():
         out.append(DeviceInfo(name="mps", kind="mps", memory_gb=None, detail="Apple Metal"))
     return out
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process on ``device``: CUDA allocator peak, else peak RSS (Linux/macOS)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource
-        import sys
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-    except (ImportError, OSError):  # pragma: no cover - Windows
-        return float("nan")

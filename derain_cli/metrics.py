@@ -16,7 +16,9 @@ Two conventions are in use in the literature and give different numbers for the 
 
 Inputs are uint8 arrays, H x W x 3 RGB or H x W grey (grey is used as Y directly). Float images
 (model outputs) are turned into 8 bits with ``to_uint8`` first, as the papers save their outputs as
-8-bit images before scoring. Identical images have PSNR = inf (the mean squared error is 0).
+8-bit images before scoring; ``to_uint8`` rounds as derain's image writer does (``quantise``), so
+the pixels scored are those an 8-bit PNG output holds. Identical images have PSNR = inf (the mean
+squared error is 0).
 
 ``rgb2ycbcr``'s rounding is done in exact integer arithmetic; MATLAB/Octave round in floating
 point, so a pixel whose Y is exactly half-way between two integers may round the other way there.
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import correlate1d
+
+from .quantise import quantise
 
 CONVENTIONS = ("restormer", "rcdnet")
 
@@ -49,12 +53,12 @@ _GAUSS = _gaussian_1d()
 
 
 def to_uint8(x) -> np.ndarray:
-    """Float image in [0, 1] -> uint8: clip(round(x * 255), 0, 255). NaN becomes 0.
+    """Float image in [0, 1] -> uint8, exactly as the image writer quantises: clamp to [0, 1]
+    (NaN -> 0), then floor(x * 255 + 0.5), in the input's float precision.
 
-    ``round`` is numpy's (half to even), as torch rounds.
+    So a score is computed on the very pixels an 8-bit lossless output file holds.
     """
-    a = np.nan_to_num(np.asarray(x, dtype=np.float64) * 255.0, nan=0.0, posinf=255.0, neginf=0.0)
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return quantise(x, 8)
 
 
 def _check_convention(convention: str) -> None:

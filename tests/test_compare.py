@@ -9,6 +9,7 @@ from PIL import Image
 from derain_cli.compare import DIVIDER, GAP, make_comparison, write_comparison
 from derain_cli.errors import UsageError
 from derain_cli.imaging import read_image
+from derain_cli.quantise import quantise
 from tests.conftest import shared_path
 
 
@@ -19,7 +20,8 @@ def _pair(height: int = 60, width: int = 90) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bytes(rgb: np.ndarray) -> np.ndarray:
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    """The 8-bit pixels a written output holds for `rgb`."""
+    return quantise(rgb, 8)
 
 
 def test_side_by_side_size_and_panels():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from derain_cli.metrics import CONVENTIONS, psnr, score, ssim, to_uint8
+from derain_cli.quantise import quantise
 from tests.conftest import SHARED, shared_path
 
 REFERENCE = ("reference", "metrics")
@@ -138,9 +139,9 @@ def test_rejects_float_input_and_tiny_images():
         ssim(a[:10, :10], b[:10, :10])
 
 
-def test_to_uint8_rounds_and_clips():
+def test_to_uint8_rounds_and_clips_as_the_writer_does():
     x = np.array([-0.2, 0.0, 1.4 / 255, 1.6 / 255, 0.5, 254.6 / 255, 1.0, 1.3, np.nan], dtype=np.float32)
     assert to_uint8(x).tolist() == [0, 0, 1, 2, 128, 255, 255, 255, 0]
     assert to_uint8(x).dtype == np.uint8
-    rgb = np.random.default_rng(0).random((4, 5, 3))
-    assert np.array_equal(to_uint8(rgb), np.round(rgb * 255).astype(np.uint8))
+    rgb = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32)
+    assert np.array_equal(to_uint8(rgb), quantise(rgb, 8))  # the written file's pixels (tests/test_quantise.py)

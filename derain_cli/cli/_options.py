@@ -16,7 +16,6 @@ from ..errors import ModelError, UsageError
 if TYPE_CHECKING:
     from ..models import ResolvedModel
 
-FORMAT_CHOICES = ("same", "jpg", "jpeg", "png", "webp", "tiff", "tif")
 COMPARE_CHOICES = ("none", "side", "split")
 METRIC_CHOICES = ("restormer", "rcdnet")
 

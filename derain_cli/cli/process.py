@@ -18,7 +18,6 @@ from ..errors import UsageError
 from ._errors import EXIT_FAILED, handle_errors
 from ._options import (
     COMPARE_CHOICES,
-    FORMAT_CHOICES,
     METRIC_CHOICES,
     CompareDirOpt,
     CompareOpt,
@@ -77,7 +76,7 @@ def run(
     Each output is written next to its input as NAME_derained.EXT unless -o says otherwise; inputs
     are never overwritten. EXIF, ICC profile and XMP are kept.
     """
-    from ..api import default_output_path
+    from ..imaging.formats import FORMAT_CHOICES
 
     out = Output(quiet, verbose, as_json)
     fmt = check_choice("--format", fmt, FORMAT_CHOICES)
@@ -94,7 +93,7 @@ def run(
     for src, dst in zip(files, targets):
         bar = _TileProgress(not quiet and not as_json and sys.stderr.isatty(), src.name)
         try:
-            result = derainer.derain_file(src, dst or default_output_path(src, suffix, fmt), format=fmt,
+            result = derainer.derain_file(src, dst, format=fmt,
                                           quality=quality, suffix=suffix, overwrite=overwrite,
                                           compare=compare, compare_dir=compare_dir, gt=gt,
                                           convention=metric, tile_progress=bar)
@@ -123,7 +122,7 @@ def _make_derainer(out: Output, model: str | None, device: str, precision: str, 
 
 def _output_paths(files: list[Path], output: Path | None, fmt: str) -> list[Path | None]:
     """Where -o puts each input (None: beside the input, the API's default name)."""
-    from ..api import output_extension
+    from ..pipeline import output_path
 
     if output is None:
         return [None] * len(files)
@@ -134,10 +133,10 @@ def _output_paths(files: list[Path], output: Path | None, fmt: str) -> list[Path
         return [output]
     if output.exists() and not output.is_dir():
         raise typer.BadParameter(f"{output} is a file; with several inputs -o must be a folder", param_hint="-o")
-    names = [f"{f.stem}{output_extension(f, fmt)}" for f in files]
-    if len(set(names)) != len(names):
+    paths = [output_path(f, out_dir=output, suffix="", fmt=fmt) for f in files]
+    if len(set(paths)) != len(paths):
         raise typer.BadParameter("several inputs would get the same output name in that folder", param_hint="-o")
-    return [output / n for n in names]
+    return paths
 
 
 class _TileProgress:
@@ -219,6 +218,8 @@ def batch(
     Outputs that exist are skipped unless --overwrite, so an interrupted run resumes where it
     stopped. Bad files are reported at the end; the exit code is 1 if any file failed.
     """
+    from ..imaging.formats import FORMAT_CHOICES
+
     out = Output(quiet, verbose, as_json)
     fmt = check_choice("--format", fmt, FORMAT_CHOICES)
     compare = check_choice("--compare", compare, COMPARE_CHOICES)
@@ -307,7 +308,7 @@ def bench(
                        convention=metric, save_dir=save, device=device, precision=precision, tile=tile,
                        max_pixels=max_pixels_limit(max_pixels), on_progress=out.note if verbose else None)
     if json_file:
-        from ..imaging import atomic_write_bytes
+        from .._atomic import atomic_write_bytes
 
         atomic_write_bytes(json_file, json.dumps(json_safe(report), indent=2).encode())
     if csv_file:

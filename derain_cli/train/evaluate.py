@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import models
+from .._tensors import to_hwc, to_nchw
 from ..models.registry import ResolvedModel
 from ..models.runner import ModelRunner
 from .data import load_uint8, paired_files
@@ -45,8 +46,7 @@ def score_folder(module: torch.nn.Module, contract, folder: Path) -> FolderScore
     rows = []
     for rainy_path, clean_path in paired_files(folder):
         rainy, clean = load_uint8(rainy_path), load_uint8(clean_path)
-        x = torch.from_numpy(rainy.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        out = to_uint8(runner(x).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())
+        out = to_uint8(to_hwc(runner(to_nchw(rainy)).clamp(0, 1)))
         rows.append((*score(rainy, clean, "restormer"), *score(out, clean, "restormer")))
     m = np.mean(rows, axis=0)
     return FolderScore(Path(folder).name, len(rows), *map(float, m))

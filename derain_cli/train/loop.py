@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .. import models
+from .._tensors import to_hwc, to_nchw
 from ..errors import UsageError
 from ..models.registry import Contract
 from ..models.runner import ModelRunner, pad_to_multiple, select_output
@@ -139,8 +140,7 @@ def evaluate(module: torch.nn.Module, contract: Contract, images, device: torch.
     psnrs, ssims = [], []
     with torch.no_grad():
         for _name, rainy, clean in images:
-            x = torch.from_numpy(rainy.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
-            y = product_forward(module, contract, x).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+            y = to_hwc(product_forward(module, contract, to_nchw(rainy, device)).clamp(0, 1))
             p, s = score(to_uint8(y), clean, "restormer")
             psnrs.append(p)
             ssims.append(s)

@@ -80,19 +80,19 @@ def test_output_folder_is_the_input_folder(derain, tmp_path):
 
 
 def test_interrupted_batch_says_how_to_resume(derain, tmp_path, monkeypatch):
-    from derain_cli.api import Derainer
+    from derain_cli import pipeline
 
     make_tree(tmp_path / "in", 3)
-    real = Derainer.derain_file
+    real = pipeline.derain_file
     calls = []
 
-    def second_one_interrupted(self, *args, **kwargs):
-        calls.append(args[0])
+    def second_one_interrupted(engine, src, *args, **kwargs):
+        calls.append(src)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
+        return real(engine, src, *args, **kwargs)
 
-    monkeypatch.setattr(Derainer, "derain_file", second_one_interrupted)
+    monkeypatch.setattr(pipeline, "derain_file", second_one_interrupted)
     r = derain("batch", tmp_path / "in", "--out", tmp_path / "out", "-r", *M)
     assert (r.code, r.err_lines) == (130, ["error: interrupted; run the same command again to resume"])
     assert len(files_in(tmp_path / "out")) == 1
