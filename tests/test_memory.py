@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import time
 
 import numpy as np
@@ -16,9 +17,12 @@ pytestmark = pytest.mark.skipif(current_rss_bytes() == 0, reason="no /proc/self/
 def test_a_short_lived_allocation_on_the_cpu_is_seen():
     before = current_rss_bytes() / 2**20
     with PeakMemory("cpu") as peak:
-        block = np.ones(96 * 2**20, np.uint8)  # 96 MiB, touched
-        time.sleep(0.1)  # several sampling intervals
-        del block
+        block = mmap.mmap(-1, 96 * 2**20)  # fresh pages, never memory the allocator already holds
+        np.frombuffer(block, np.uint8)[:] = 1  # touched: 96 MiB more resident
+        deadline = time.monotonic() + 10  # the sampling thread may be slow to run on a busy machine
+        while peak.mb - before < 80 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        block.close()  # gone before the block ends: only the sampling can have seen it
     assert peak.kind == "rss"
     assert peak.mb - before > 80
     assert process_peak_rss_mb() >= peak.mb - 1
