@@ -50,7 +50,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """atomic_write for data already in memory (reports, JSON)."""
-    atomic_write(path, lambda f: f.write(data))
+
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import imaging
 from ._atomic import atomic_write_bytes
@@ -104,7 +105,7 @@ def benchmark(
     for src, rainy, gt8 in loaded:
         p, s = score(to_uint8(rainy.rgb), gt8, convention)
         images.append({"name": src.name, "psnr": p, "ssim": s})
-    report = {
+    report: dict[str, Any] = {
         "metric": convention,
         "pairs": len(loaded),
         "unmatched_inputs": [p.name for p in pairing.unmatched_inputs],

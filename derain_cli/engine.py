@@ -11,13 +11,16 @@ imported only when a model is loaded or run, so importing this module stays chea
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import imaging
 from .errors import UsageError
 from .quantise import quantise
+
+if TYPE_CHECKING:
+    from .models.runner import ModelRunner
 
 
 class Engine:
@@ -60,7 +63,7 @@ class Engine:
         self.progress = progress
         #: The tile size the last derain_rgb call used (None: the whole image in one pass).
         self.last_tile: int | None = None
-        self._runner = None
+        self._runner: ModelRunner | None = None
 
     @staticmethod
     def _check_tile(tile):
@@ -85,7 +88,7 @@ class Engine:
     def name(self) -> str:
         return self.model.name
 
-    def load(self):
+    def load(self) -> ModelRunner:
         """Fetch the weights (if needed) and put the network on the device. Called lazily."""
         if self._runner is None:
             from .models import load_from_file

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -204,12 +205,12 @@ def _score_against(result: FileResult, before: np.ndarray, after: np.ndarray, gt
 
 def _write_compare(src: Path, dst: Path, before: np.ndarray, after: np.ndarray, mode: str,
                    compare_dir: str | Path | None) -> Path:
-    from .compare import write_comparison
+    from .compare import Mode, write_comparison
 
     folder = Path(compare_dir) if compare_dir else dst.parent
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{src.stem}_compare_{mode}.jpg"
-    write_comparison(path, before, after, mode)
+    write_comparison(path, before, after, cast(Mode, mode))  # an unknown mode is refused there
     return path
 
 

@@ -133,7 +133,7 @@ def _output_paths(files: list[Path], output: Path | None, fmt: str) -> list[Path
         return [output]
     if output.exists() and not output.is_dir():
         raise typer.BadParameter(f"{output} is a file; with several inputs -o must be a folder", param_hint="-o")
-    paths = [output_path(f, out_dir=output, suffix="", fmt=fmt) for f in files]
+    paths: list[Path | None] = [output_path(f, out_dir=output, suffix="", fmt=fmt) for f in files]
     if len(set(paths)) != len(paths):
         raise typer.BadParameter("several inputs would get the same output name in that folder", param_hint="-o")
     return paths

@@ -174,8 +174,9 @@ def _decode(
     reopen: Callable[[], AbstractContextManager[Image.Image]] | None,
 ) -> DecodedImage:
     notes: list[str] = []
-    if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":  # MPO: a JPEG with previews
-        notes.append(f"only the first of its {img.n_frames} frames is used")
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and img.format != "MPO":  # MPO: a JPEG with previews
+        notes.append(f"only the first of its {frames} frames is used")
     plan = sixteen_bit_plan(img, notes)  # before anything loads the pixels
     with _decoding(label, path), warnings.catch_warnings(record=True) as pillow_warnings:
         warnings.simplefilter("always")
@@ -311,7 +312,9 @@ def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
     if icc:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            if converted is not None:  # None only when asked to convert in place
+                return converted
         except (ImageCms.PyCMSError, OSError):
             pass
     return img.convert("RGB")

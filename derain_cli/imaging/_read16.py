@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any, cast
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile, TiffImagePlugin
 
 Plan = tuple[list[str] | None, list[str]]
 
@@ -40,7 +41,8 @@ def sixteen_bit_plan(img: Image.Image, notes: list[str]) -> Plan | None:
             order = order if order != "N" else "L" if sys.byteorder == "little" else "B"
             high.append(rawmode)  # Pillow's own rawmode keeps the high byte
         elif rawmode in ("R", "G", "B", "A") and planar:  # uncompressed planar TIFF
-            order = "L" if img.tag_v2._endian == "<" else "B"  # one plane a tile, unpacked as 8 bits
+            tiff = cast(TiffImagePlugin.TiffImageFile, img)
+            order = "L" if tiff.tag_v2._endian == "<" else "B"  # one plane a tile, unpacked as 8 bits
             high.append(f"{rawmode};16{order}")
         else:
             if any(";16" in r and not r.startswith("I;16") for r in rawmodes):
@@ -91,9 +93,10 @@ def read_sixteen_bit(
 
 def _load_with_rawmodes(img: Image.Image, rawmodes: list[str]) -> np.ndarray:
     """Decode `img`, unpacking tile i with rawmodes[i] instead of its own rawmode."""
-    img.tile = [_with_rawmode(tile, rawmode) for tile, rawmode in zip(img.tile, rawmodes, strict=True)]
-    img.load()
-    return np.asarray(img)
+    opened = cast(ImageFile.ImageFile, img)  # opened from a file, so it has tiles
+    opened.tile = [_with_rawmode(tile, rawmode) for tile, rawmode in zip(opened.tile, rawmodes, strict=True)]
+    opened.load()
+    return np.asarray(opened)
 
 
 def _rawmode(tile: tuple) -> str | None:
@@ -101,6 +104,7 @@ def _rawmode(tile: tuple) -> str | None:
     return args if isinstance(args, str) else args[0] if args else None
 
 
-def _with_rawmode(tile: tuple, rawmode: str) -> tuple:
+def _with_rawmode(tile: tuple, rawmode: str) -> Any:
+    """`tile` with its rawmode replaced: Pillow's own tile type (a named tuple since Pillow 11)."""
     args = rawmode if isinstance(tile[3], str) else (rawmode, *tile[3][1:])
     return tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)
