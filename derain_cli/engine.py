@@ -127,6 +127,8 @@ class Engine:
 
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise UsageError(f"expected an H x W x 3 RGB array, got shape {rgb.shape}")
+        if self.model.contract.is_video:
+            raise UsageError(f"{self.name} is a video model: use `derain video` (or an image model here)")
         runner = self.load()
         h, w = rgb.shape[:2]
         tile = self.tile_for(h, w, prefer_whole=prefer_whole)

@@ -38,3 +38,12 @@ class DeviceError(DerainError):
     """An explicitly requested device is not available."""
 
     exit_code = 2
+
+
+class VideoError(DerainError):
+    """A video (or frame folder) cannot be read or written; str(e) names the file and the problem."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from .. import __version__, settings
-from . import models, process, train
+from . import models, process, train, video
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, handle_errors
 from ._help import DerainCommand, DerainGroup, RootGroup
 from ._output import Output
@@ -36,7 +36,8 @@ app = typer.Typer(
         "  derain photo.jpg                    derain files with the built-in model\n"
         "  derain photo.jpg -m prenet          ...with another model (`derain models list`)\n"
         "  derain batch ./rainy --out ./clean  a whole folder, resumable\n"
-        "  derain bench ./rainy --gt ./clean   PSNR/SSIM and speed against ground truth\n\n"
+        "  derain bench ./rainy --gt ./clean   PSNR/SSIM and speed against ground truth\n"
+        "  derain video clip.mp4 -o clean.mp4  a video, with its sound (pip install 'derain-cli[video]')\n\n"
         "Run `derain run --help` for every option of the default command."
     ),
     context_settings=_HELP_OPTIONS,
@@ -64,6 +65,7 @@ _command(app, "run", process.run, "Derain image files (the default: `derain FILE
 _command(app, "batch", process.batch, "Derain a folder (tree) into another folder; rerun to resume.")
 _command(app, "bench", process.bench, "Score models against ground truth: PSNR/SSIM, speed, memory.")
 _command(app, "doctor", process.doctor, "Show torch, devices, threads and the weights cache folder.")
+_command(app, "video", video.video, "Derain a video file or a folder of frames; sound, timing, rotation kept.")
 app.add_typer(models_app, name="models", short_help="List, download, import and verify model weights.")
 _command(app, "synth", train.synth, "Make rainy/clean training pairs from clean photos.", TRAINING)
 _command(app, "train", train.train, "Train an architecture on paired and/or synthesised data.", TRAINING)

@@ -62,6 +62,18 @@ class Contract:
     bytes_per_pixel: int = 4096
     # Whether the network is safe to run in fp16/bf16 as a whole.
     half_precision: bool = True
+    # -- video models ------------------------------------------------------------------------
+    # None: an image model (N x 3 x H x W), which video runs frame by frame. A number: a video
+    # model whose forward takes a clip N x 3 x T x H x W; long videos are cut into chunks of this
+    # many frames, each run with ``frame_overlap`` extra frames of context on every inner side
+    # (their outputs are dropped). ``bytes_per_pixel`` is then per pixel of one frame.
+    frames: int | None = None
+    frame_overlap: int = 0
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the forward takes clips (N x 3 x T x H x W) rather than images."""
+        return self.frames is not None
 
     def describe(self) -> str:
         lo, hi = self.value_range
@@ -76,6 +88,8 @@ class Contract:
             parts.append(f"result: {getattr(self.output, '__doc__', None) or 'derived from the outputs'}".strip())
         if self.global_context:
             parts.append("uses whole-image context")
+        if self.is_video:
+            parts.append(f"video model: clips of {self.frames} frames, {self.frame_overlap} frames of context")
         return "; ".join(parts)
 
 
