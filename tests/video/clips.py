@@ -25,12 +25,14 @@ def frame_pixels(i: int, width: int, height: int) -> np.ndarray:
 
 def make_clip(path: Path, *, frames: int = 12, size: tuple[int, int] = (64, 48), fps: int = 25,
               audio: bool = True, rotation: int = 0, pts: list[int] | None = None,
-              time_base: Fraction | None = None, subtitles: Path | None = None) -> Path:
+              time_base: Fraction | None = None, subtitles: Path | None = None,
+              full_range_bt709: bool = False) -> Path:
     """Encode a clip with H.264 (and AAC audio at 16 kHz, about as long as the video).
 
     ``pts`` (in ``time_base`` units) makes a variable-frame-rate clip; ``rotation`` writes a
     display matrix (counter-clockwise degrees); ``subtitles`` is an .srt file whose packets are
-    muxed as a subtitle stream (for .mkv).
+    muxed as a subtitle stream (for .mkv); ``full_range_bt709`` encodes (and tags) full-range
+    BT.709 YUV, as many phones do, instead of FFmpeg's default limited-range BT.601.
     """
     import av
 
@@ -41,6 +43,9 @@ def make_clip(path: Path, *, frames: int = 12, size: tuple[int, int] = (64, 48),
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     video.time_base = video.codec_context.time_base = tb
     video.options = {"preset": "ultrafast"}
+    if full_range_bt709:
+        video.codec_context.colorspace = video.codec_context.color_primaries = video.codec_context.color_trc = 1
+        video.codec_context.color_range = 2
     if rotation:
         video.set_display_rotation(rotation)
     sound = None
@@ -54,6 +59,9 @@ def make_clip(path: Path, *, frames: int = 12, size: tuple[int, int] = (64, 48),
     timestamps = pts if pts is not None else list(range(frames))
     for i, p in enumerate(timestamps):
         picture = av.VideoFrame.from_ndarray(frame_pixels(i, width, height), format="rgb24")
+        if full_range_bt709:
+            picture.colorspace, picture.color_range = 1, 2
+        picture = picture.reformat(format="yuv420p")
         picture.pts, picture.time_base = p, tb
         out.mux(video.encode(picture))
     if sound is not None:

@@ -76,6 +76,25 @@ def test_frames_are_derained_upright(tmp_path, capsys):
     assert blue[-8:, :8].mean() > 80 and blue[:8, :8].mean() < 20 and blue[-8:, -8:].mean() < 20
 
 
+@pytest.mark.parametrize("full_range_bt709", [False, True])
+def test_colours_survive_the_round_trip(tmp_path, capsys, full_range_bt709):
+    """The encoded output decodes to what the network produced (same colour matrix and range)."""
+    import av
+
+    src = make_clip(tmp_path / "in.mp4", frames=3, audio=False, full_range_bt709=full_range_bt709)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].codec_context.color_range == (2 if full_range_bt709 else 0)
+    for target in ("frames", "out.mp4"):
+        code, _, err = run(capsys, "video", src, "-o", tmp_path / target, *M, "--crf", "0")
+        assert code == 0, err
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        decoded = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+        assert c.streams.video[0].codec_context.color_range == (2 if full_range_bt709 else 0)
+    written = [np.asarray(Image.open(p)).astype(int) for p in sorted((tmp_path / "frames").iterdir())]
+    for a, b in zip(decoded, written):
+        assert np.abs(a - b).mean() < 2.0  # chroma subsampling only; a range or matrix mix-up costs ~10
+
+
 def test_frame_folders_in_and_out(tmp_path, capsys):
     folder = tmp_path / "shots"
     folder.mkdir()
