@@ -10,7 +10,7 @@ from derain_cli import __version__, settings
 from derain_cli.cli import app
 from tests.cli.conftest import Derain, M, write_png
 
-COMMANDS = ["run", "batch", "bench", "doctor", "synth", "train", "export",
+COMMANDS = ["run", "batch", "bench", "video", "doctor", "synth", "train", "export",
             "models", "models list", "models info", "models download", "models import", "models verify",
             "models rm", "models path"]
 
@@ -36,7 +36,7 @@ def test_help_lists_commands_by_section_then_the_environment(cli):
         end = next((i for i in range(start, len(lines)) if not lines[i].startswith("  ")), len(lines))
         return [line for line in lines[start:end] if not line.startswith("    ")]  # first lines only
 
-    assert [line.split()[0] for line in section("Commands")] == ["run", "batch", "bench", "doctor", "models"]
+    assert [line.split()[0] for line in section("Commands")] == ["run", "batch", "bench", "video", "doctor", "models"]
     assert [line.split()[0] for line in section("Training your own model")] == ["synth", "train", "export"]
     assert not [line for line in section("Commands") if line.endswith("...")], "short help cut off"
     env = section("Environment variables")
