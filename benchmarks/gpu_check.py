@@ -102,7 +102,21 @@ def contract_runner(module, contract, dtype):
     package renames it (e.g. models.load_model / LoadedModel), this is the line to change."""
     from derain_cli.models.runner import ModelRunner
 
-    return ModelRunner(module, contract, dtype)
+    runner = ModelRunner(module, contract, dtype)
+    return _StillClip(runner) if getattr(contract, "is_video", False) else runner
+
+
+class _StillClip:
+    """A video model (``Contract.frames`` set: its forward takes N x 3 x T x H x W) checked like an
+    image model: the image goes in as a still clip of three identical frames and the middle output
+    frame comes back. Sides here are even, as the video models' size multiple (2) asks."""
+
+    def __init__(self, runner):
+        self.runner, self.contract = runner, runner.contract
+
+    def __call__(self, x):
+        clip = x.unsqueeze(2).expand(-1, -1, 3, -1, -1).contiguous()
+        return self.runner(clip)[:, :, 1]
 
 
 def derainer_forward(derainer):
