@@ -145,21 +145,21 @@ def _score(frames: list[np.ndarray], clean: list[np.ndarray]) -> dict:
 
 
 def _run_row(spec: str, clips: dict, tmp: Path, args) -> dict:
-    from derain_cli import Derainer
+    from derain_cli.engine import Engine
     from derain_cli.video import derain_video
 
     name, temporal, precision = _parse(spec)
-    derainer = Derainer(name, device=args.device, precision=precision, threads=args.threads)
+    engine = Engine(name, device=args.device, precision=precision, threads=args.threads)
     started = time.perf_counter()
-    derainer.load()
-    row = {"model": derainer.name, "precision": str(derainer.dtype).removeprefix("torch."),
-           "device_name": _device_name(derainer.device), "load_seconds": round(time.perf_counter() - started, 2)}
-    if derainer.device.type != "cpu":  # the first kernels of a GPU process are slow: not what a video costs
+    engine.load()
+    row = {"model": engine.name, "precision": str(engine.dtype).removeprefix("torch."),
+           "device_name": _device_name(engine.device), "load_seconds": round(time.perf_counter() - started, 2)}
+    if engine.device.type != "cpu":  # the first kernels of a GPU process are slow: not what a video costs
         src = next(iter(clips.values()))[0]
-        derain_video(src, tmp / "warm-up.mp4", derainer=derainer, duration=1.2, overwrite=True)
+        derain_video(src, tmp / "warm-up.mp4", engine=engine, duration=1.2, overwrite=True)
     for clip, (src, clean) in clips.items():
         out = tmp / f"{clip}-{spec.replace(':', '_').replace('+', '_').replace('@', '_')}.mp4"
-        result = derain_video(src, out, derainer=derainer, temporal=temporal, crf=0, overwrite=True)
+        result = derain_video(src, out, engine=engine, temporal=temporal, crf=0, overwrite=True)
         row[clip] = {"fps": result.frames_per_second, "frames": result.frames,
                      "still_flicker_input": result.flicker_input, "still_flicker_output": result.flicker_output,
                      "still_fraction": result.still_fraction}

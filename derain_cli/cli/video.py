@@ -109,16 +109,16 @@ def video(
     require_av()  # missing PyAV: a usage error that says how to install it (exit 2)
     name = model or DEFAULT_VIDEO_MODEL
     resolve_model(name)  # an unknown name is a usage error, before torch is imported
-    from ..api import Derainer
+    from ..engine import Engine
     from ..video.pipeline import derain_video
 
     progress = _FrameProgress(not quiet and not as_json and sys.stderr.isatty(), src.name)
     try:
         with handle_errors(out, "interrupted; nothing was written to the output"):
             try:
-                derainer = Derainer(name, device=device, precision=precision, tile=tile,
-                                    tile_overlap=tile_overlap, threads=threads, progress=not quiet and not as_json)
-                result = derain_video(src, output, derainer=derainer, codec=codec, crf=crf, start=start,
+                engine = Engine(name, device=device, precision=precision, tile=tile,
+                                tile_overlap=tile_overlap, threads=threads, progress=not quiet and not as_json)
+                result = derain_video(src, output, engine=engine, codec=codec, crf=crf, start=start,
                                       duration=duration, fps=fps, temporal=temporal,
                                       compare=None if compare == "none" else compare, overwrite=overwrite,
                                       progress=progress)

@@ -12,8 +12,8 @@ Frames are consumed as they arrive and at most one chunk (plus its context) is h
 does not grow with the length of the video.
 
 This is the one module of the video package that talks to the image engine: it needs a
-``Derainer`` (model, device, precision, tiling) and, from it, the loaded network (``load()``) and
-its tile choice (``tile_for``).
+``derain_cli.engine.Engine`` (model, device, precision, tiling; a ``Derainer`` is one) and, from
+it, the loaded network (``load()``) and its tile choice (``tile_for``).
 """
 
 from __future__ import annotations
@@ -67,21 +67,21 @@ def iter_chunks(items: Iterable[T], chunk: int, overlap: int) -> Iterator[tuple[
 class FrameEngine:
     """An image model applied frame by frame, in batches of whole frames where they fit."""
 
-    def __init__(self, derainer: Any, batch: int | None = None):
-        self.derainer = derainer
+    def __init__(self, engine: Any, batch: int | None = None):
+        self.engine = engine
         self.batch = batch
         self.tile: int | None = None
 
     def _batch_size(self, height: int, width: int) -> int:
         if self.batch:
             return self.batch
-        derainer = self.derainer
-        if derainer.device.type == "cpu" or derainer.tile_for(height, width) is not None:
+        engine = self.engine
+        if engine.device.type == "cpu" or engine.tile_for(height, width) is not None:
             return 1  # a CPU gains nothing from batching; a tiled frame is a batch on its own
         from ..tiling import SAFETY_FRACTION, free_memory_bytes
 
-        per_frame = derainer.model.contract.bytes_per_pixel * height * width * derainer.dtype.itemsize / 4
-        budget = free_memory_bytes(derainer.device) * SAFETY_FRACTION
+        per_frame = engine.model.contract.bytes_per_pixel * height * width * engine.dtype.itemsize / 4
+        budget = free_memory_bytes(engine.device) * SAFETY_FRACTION
         return int(max(1, min(MAX_BATCH, budget // max(per_frame, 1))))
 
     def derain_batch(self, frames: np.ndarray) -> np.ndarray:
@@ -90,11 +90,11 @@ class FrameEngine:
 
         from ..tiling import run_tiled
 
-        runner = self.derainer.load()
+        runner = self.engine.load()
         height, width = frames.shape[1:3]
-        self.tile = self.derainer.tile_for(height, width)
+        self.tile = self.engine.tile_for(height, width)
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        y = run_tiled(runner, x, tile=self.tile, overlap=self.derainer.tile_overlap)
+        y = run_tiled(runner, x, tile=self.tile, overlap=self.engine.tile_overlap)
         return y.clamp_(0, 1).permute(0, 2, 3, 1).numpy()
 
     def run(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
@@ -132,8 +132,8 @@ class ClipEngine:
         self.tile: int | None = None
 
     @classmethod
-    def from_derainer(cls, derainer: Any) -> ClipEngine:
-        return cls(derainer.load(), tile=derainer.tile, tile_overlap=derainer.tile_overlap)
+    def from_engine(cls, engine: Any) -> ClipEngine:
+        return cls(engine.load(), tile=engine.tile, tile_overlap=engine.tile_overlap)
 
     def _tile_for(self, frames: int, height: int, width: int) -> int | None:
         if self.tile_setting not in (None, "auto"):
@@ -187,8 +187,9 @@ class ClipEngine:
             yield from zip(window[keep_from:keep_to], out[keep_from:keep_to])
 
 
-def make_engine(derainer: Any, *, batch: int | None = None, scale: float | None = None) -> FrameEngine | ClipEngine:
-    """The engine for ``derainer``'s model: chunks for a video model, batches of frames otherwise.
+def video_engine_for(engine: Any, *, batch: int | None = None,
+                     scale: float | None = None) -> FrameEngine | ClipEngine:
+    """How to run ``engine``'s model over frames: chunks for a video model, batches of frames otherwise.
 
     ``scale`` is the hook for camera-scale handling (``--scale`` for photos): the image engine does
     not offer it yet; when it does, frames are resampled here, before the network.
@@ -197,6 +198,6 @@ def make_engine(derainer: Any, *, batch: int | None = None, scale: float | None 
         raise UsageError("camera-scale handling (--scale) is not available for video yet")
     if batch is not None and batch < 1:
         raise UsageError(f"batch must be >= 1, not {batch}")
-    if derainer.model.contract.is_video:
-        return ClipEngine.from_derainer(derainer)
-    return FrameEngine(derainer, batch=batch)
+    if engine.model.contract.is_video:
+        return ClipEngine.from_engine(engine)
+    return FrameEngine(engine, batch=batch)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import UsageError
 from . import DEFAULT_VIDEO_MODEL
-from .engines import make_engine
+from .engines import video_engine_for
 from .frames import Frame, to_float, to_uint8
 from .reader import open_input
 from .temporal import StillFlicker, TemporalStabiliser
@@ -99,7 +99,7 @@ def derain_video(
     dst: str | Path | None = None,
     *,
     model: str | None = None,
-    derainer: Any = None,
+    engine: Any = None,
     device: str = "auto",
     precision: str = "auto",
     tile: str | int | None = "auto",
@@ -120,8 +120,9 @@ def derain_video(
     """Derain a video file or a folder of frames into a video file or a folder of frames.
 
     ``model`` defaults to S2VD (a video network); any image model works too, frame by frame, and
-    ``temporal`` then steadies its output. Pass a ready ``derainer`` (a ``Derainer``) to reuse a
-    loaded model across jobs; ``device``/``precision``/``tile``/``threads`` are then ignored.
+    ``temporal`` then steadies its output. Pass a ready ``engine`` (a ``derain_cli.engine.Engine``,
+    e.g. a ``Derainer``) to reuse a loaded model across jobs; ``model``, ``device``, ``precision``,
+    ``tile`` and ``threads`` are then ignored.
     ``scale`` is the hook for camera-scale handling, passed to the engine (not available yet).
     ``progress(done, total)`` is called after every frame (``total`` is an estimate, or None).
 
@@ -141,14 +142,14 @@ def derain_video(
 
     reader = open_input(src, start=start, duration=duration, fps=fps)
     try:
-        if derainer is None:
-            from ..api import Derainer
+        if engine is None:
+            from ..engine import Engine
 
-            derainer = Derainer(model or DEFAULT_VIDEO_MODEL, device=device, precision=precision, tile=tile,
-                                tile_overlap=tile_overlap, threads=threads)
-        derainer.load()  # weights first: a missing file must not leave a half-made output behind
-        engine = make_engine(derainer, batch=batch, scale=scale)
-        return _run(reader, engine, derainer, target, folder_out, codec=codec, crf=crf, temporal=temporal,
+            engine = Engine(model or DEFAULT_VIDEO_MODEL, device=device, precision=precision, tile=tile,
+                            tile_overlap=tile_overlap, threads=threads)
+        engine.load()  # weights first: a missing file must not leave a half-made output behind
+        frames_engine = video_engine_for(engine, batch=batch, scale=scale)
+        return _run(reader, frames_engine, engine, target, folder_out, codec=codec, crf=crf, temporal=temporal,
                     compare=compare, progress=progress)
     finally:
         reader.close()
@@ -162,11 +163,11 @@ def _open_writer(target: Path, folder: bool, reader, *, size=None, codec=None, c
                            copy_streams=reader.copied_streams if copy else (), keep_rotation=keep_rotation)
 
 
-def _run(reader, engine, derainer, target: Path, folder_out: bool, *, codec, crf, temporal, compare,
+def _run(reader, frames_engine, engine, target: Path, folder_out: bool, *, codec, crf, temporal, compare,
          progress) -> VideoResult:
     info = reader.info
-    result = VideoResult(input=str(info.path), output=str(target), status="ok", model=derainer.name,
-                         device=str(derainer.device), width=info.upright_size[0], height=info.upright_size[1],
+    result = VideoResult(input=str(info.path), output=str(target), status="ok", model=engine.name,
+                         device=str(engine.device), width=info.upright_size[0], height=info.upright_size[1],
                          frame_rate=round(float(info.rate), 3) if info.rate else None, temporal=temporal,
                          rotation=info.rotation or None)
     result.warnings.extend(reader.notes)
@@ -179,7 +180,7 @@ def _run(reader, engine, derainer, target: Path, folder_out: bool, *, codec, crf
         writers.append(writer)
         compare_writer = None
         last: Frame | None = None
-        for frame, derained in engine.run(reader.frames()):
+        for frame, derained in frames_engine.run(reader.frames()):
             out8 = to_uint8(stabiliser(frame.rgb, derained) if stabiliser is not None else derained)
             meter.add(frame.rgb, out8)
             writer.write(frame, out8)
@@ -209,7 +210,7 @@ def _run(reader, engine, derainer, target: Path, folder_out: bool, *, codec, crf
     if last is not None:
         end = last.pts + (last.duration or 0)
         result.duration = round(float(end * last.time_base), 3) if last.duration else round(last.time, 3)
-    result.tile = getattr(engine, "tile", None)
+    result.tile = getattr(frames_engine, "tile", None)
     if compare_writer is not None:
         result.compare = str(compare_writer.target)
     if folder_out:

@@ -92,9 +92,9 @@ def test_spatial_tiles_agree_with_the_whole_frame(golden, s2vd):
 
 
 def test_image_commands_refuse_a_video_model(monkeypatch, tmp_path, golden):
-    from derain_cli import Derainer
+    from derain_cli.engine import Engine
 
-    d = Derainer("s2vd:ntu", device="cpu")
+    d = Engine("s2vd:ntu", device="cpu")
     with pytest.raises(UsageError, match="video model"):
         d.derain_rgb(np.zeros((8, 8, 3), np.float32))
 
