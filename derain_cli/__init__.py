@@ -5,7 +5,7 @@ Importing this package is cheap: torch is imported only by the modules that need
 
 __version__ = "0.1.0"
 
-__all__ = ["Derainer", "__version__"]
+__all__ = ["Derainer", "RayBatch", "__version__"]
 
 
 def __getattr__(name):  # lazy so that `derain --version` never imports torch
@@ -13,4 +13,8 @@ def __getattr__(name):  # lazy so that `derain --version` never imports torch
         from .api import Derainer
 
         return Derainer
+    if name == "RayBatch":  # needs the optional Ray extra only when a batch is created
+        from .distributed import RayBatch
+
+        return RayBatch
     raise AttributeError(name)

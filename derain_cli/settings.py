@@ -62,6 +62,30 @@ def plugins() -> list[str]:
     return [name for name in (part.strip() for part in _text("DERAIN_PLUGINS").split(",")) if name]
 
 
+def worker_environment() -> dict[str, str]:
+    """The variables that worker processes elsewhere (Ray) need to behave as this process does.
+
+    Every ``DERAIN_*`` variable set here (model, cache, mirror, plug-ins, threads) and the OpenMP
+    wait policy. A worker on another machine does not share this shell's environment, so the
+    Ray engine hands these over explicitly.
+    """
+    names = [name for name in os.environ if name.startswith("DERAIN_")] + ["OMP_WAIT_POLICY"]
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def test_worker_exit() -> tuple[int, Path] | None:
+    """TEST-ONLY crash hook, never for users: ``DERAIN_TEST_WORKER_EXIT=N:MARKER``.
+
+    A Ray worker that has just finished its Nth file exits at once without reporting it, the first
+    time only (it creates MARKER to remember that it did). The tests use it to check that a worker
+    dying mid-run leaves every output complete and none duplicated. None when unset or malformed.
+    """
+    count, _, marker = _text("DERAIN_TEST_WORKER_EXIT").partition(":")
+    if not count.isdigit() or int(count) < 1 or not marker:
+        return None
+    return int(count), Path(marker)
+
+
 def prefer_passive_openmp_wait() -> None:
     """Make idle OpenMP threads sleep instead of spin, unless the user chose otherwise.
 

@@ -43,6 +43,7 @@ from ._output import Output, json_safe, number_text
 
 if TYPE_CHECKING:
     from ..api import Derainer, FileResult, FolderReport
+    from ..distributed import RayBatch
 
 
 def run(
@@ -212,21 +213,48 @@ def batch(
     verbose: bool = VerboseOpt,
     max_pixels: int | None = MaxPixelsOpt,
     threads: int | None = ThreadsOpt,
+    # -- where the work runs: this process, or a pool of Ray workers (derain_cli.distributed) --
+    engine: str = typer.Option("local", "--engine", metavar="local|ray",
+                               help="local: this process; ray: a pool of Ray workers, on this machine or a "
+                                    "cluster (pip install 'derain-cli[ray]')."),
+    address: str | None = typer.Option(None, "--address", metavar="ADDR",
+                                       help="Ray cluster to join: auto (the one `ray start` made here) or "
+                                            "HOST:PORT; default: a new Ray instance on this machine."),
+    workers: int | None = typer.Option(None, "--workers", min=1, metavar="N",
+                                       help="Ray workers (default: one per GPU, else one per 4 CPUs); "
+                                            "--threads is then per worker."),
+    gpus_per_worker: float | None = typer.Option(None, "--gpus-per-worker", min=0.0, metavar="F",
+                                                 help="GPUs each Ray worker reserves; 0.25 puts four on a GPU "
+                                                      "(default: 1 where the cluster has GPUs)."),
 ) -> None:
     """Derain every image in a folder (tree) into another folder with the same layout.
 
     Outputs that exist are skipped unless --overwrite, so an interrupted run resumes where it
     stopped. Bad files are reported at the end; the exit code is 1 if any file failed.
+    With --engine ray the same files are written by Ray workers (each loads the model once).
     """
     from ..imaging.formats import FORMAT_CHOICES
 
     out = Output(quiet, verbose, as_json)
     fmt = check_choice("--format", fmt, FORMAT_CHOICES)
     compare = check_choice("--compare", compare, COMPARE_CHOICES)
+    engine = check_choice("--engine", engine, ("local", "ray"))
+    if engine == "local" and (address, workers, gpus_per_worker) != (None, None, None):
+        raise typer.BadParameter("--address, --workers and --gpus-per-worker need --engine ray",
+                                 param_hint="--engine")
     if not in_dir.is_dir():
         raise UsageError(f"{in_dir}: not a folder")
     with handle_errors(out, interrupted="interrupted; run the same command again to resume"):
-        derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels)
+        derainer: Derainer | RayBatch
+        if engine == "ray":
+            resolve_model(model)  # an unknown name is a usage error (exit 2), as locally
+            from ..distributed import RayBatch
+
+            derainer = RayBatch(model, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                                threads=threads, max_pixels=max_pixels_limit(max_pixels), address=address,
+                                workers=workers, gpus_per_worker=gpus_per_worker)
+        else:
+            derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels)
         report = derainer.derain_folder(
             in_dir, out_dir, recursive=recursive, glob=glob, overwrite=overwrite, format=fmt, quality=quality,
             suffix=suffix, compare=compare, compare_dir=compare_dir,
