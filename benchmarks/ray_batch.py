@@ -7,7 +7,8 @@ Three measurements, all on synthetic JPEGs written to a temporary folder:
    on N/4 and on N images (a fresh output folder each time, Ray already started), and the two wall
    times split into a fixed cost per run F (model load; for Ray also starting the worker pool) and
    a cost per image c: wall = F + n c. Records reach the driver in bursts (a Ray block at a time),
-   so arrival times would mislead; two whole runs do not.
+   so arrival times would mislead; two whole runs do not. "net ms" is the network's own time per
+   image as the files report it (FileResult.seconds), without decoding, encoding or Ray.
 2. The per-image overhead of the Ray path: the same split for many tiny images through the tests'
    9x9 network (almost no model time), local with 1 thread against 1 Ray worker with 1 thread;
    the difference of the costs per image is what the Ray path adds to each file.
@@ -60,15 +61,22 @@ def _photos(folder: Path, count: int, size: tuple[int, int], fmt: str = "jpg") -
         Image.fromarray((rgb * 255).astype(np.uint8)).save(sub / f"img{i:04d}.{fmt}", quality=92)
 
 
+_MODEL_SECONDS: list[float] = []  # FileResult.seconds of the latest run: network time alone, per file
+
+
 def _check(result) -> None:
     if result.status != "ok":
         raise SystemExit(f"benchmark input failed: {result.error}")
+    _MODEL_SECONDS.append(result.seconds)
 
 
-def _timed(run, src: Path, dst: Path) -> float:
+def _timed(run, src: Path, dst: Path) -> tuple[float, float]:
+    """Wall seconds of one run, and the mean network seconds per file inside it."""
+    _MODEL_SECONDS.clear()
     start = time.perf_counter()
     run(src, dst)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, sum(_MODEL_SECONDS) / len(_MODEL_SECONDS)
 
 
 def _local(model: str | None, threads: int, tile):
@@ -93,16 +101,16 @@ def _split(run, small: Path, large: Path, n_small: int, n_large: int, out: Path,
     Each wall time is the best of `repeat` runs: on a shared machine the minimum is the least
     disturbed measurement.
     """
-    t_small = min(_timed(run, small, out / f"small{i}") for i in range(repeat))
-    t_large = min(_timed(run, large, out / f"large{i}") for i in range(repeat))
+    t_small = min(_timed(run, small, out / f"small{i}")[0] for i in range(repeat))
+    t_large, model = min(_timed(run, large, out / f"large{i}") for i in range(repeat))
     per_image = (t_large - t_small) / (n_large - n_small)
     return {"images": n_large, "wall": t_large, "ips": n_large / t_large, "fixed": t_large - n_large * per_image,
-            "per_image": per_image}
+            "per_image": per_image, "model": model}
 
 
 def _row(name: str, r: dict) -> str:
     return (f"{name:<28}{r['images']:>7}{r['wall']:>9.1f}{r['ips']:>9.2f}{r['fixed']:>10.1f}"
-            f"{1000 * r['per_image']:>11.0f}{1 / r['per_image']:>11.2f}")
+            f"{1000 * r['per_image']:>9.0f}{1000 * r['model']:>10.0f}")
 
 
 def _large_image_costs(size: tuple[int, int], work: Path) -> tuple[float, float]:
@@ -149,7 +157,7 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",")}
     print(f"torch {torch.__version__}, ray {ray.__version__}, {cores} CPU cores, load average "
           f"{os.getloadavg()[0]:.1f} at start; each wall time is the best of {args.repeat}")
-    header = f"{'run':<28}{'images':>7}{'wall s':>9}{'img/s':>9}{'fixed s':>10}{'ms/img':>11}{'img/s (c)':>11}"
+    header = f"{'run':<28}{'images':>7}{'wall s':>9}{'img/s':>9}{'fixed s':>10}{'ms/img':>9}{'net ms':>10}"
     rule = "-" * len(header)
     with tempfile.TemporaryDirectory(prefix="derain-ray-bench-") as tmp:
         work = Path(tmp)
