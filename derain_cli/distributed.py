@@ -162,7 +162,7 @@ class RayBatch:
             bar.update(1)
 
         try:
-            jobs = []
+            jobs: list[list[dict[str, Any]]] = []  # files sharing an output name travel together
             for group in _group_by_output(pairs):
                 dst = pairs[group[0]][1]
                 if dst.exists() and not overwrite:
@@ -201,8 +201,8 @@ class RayBatch:
             options["threads"] = int(shape.cpus_per_worker)
         blocks = min(len(jobs), max(4 * shape.workers, math.ceil(len(jobs) / FILES_PER_BLOCK)))
         with _quiet_ray_data():
-            dataset = ray.data.from_items([{"job": json.dumps(job)} for job in jobs], override_num_blocks=blocks)
-            dataset = dataset.map_batches(
+            items = ray.data.from_items([{"job": json.dumps(job)} for job in jobs], override_num_blocks=blocks)
+            records = items.map_batches(
                 _Worker,
                 fn_constructor_kwargs={"derainer_options": options, "file_options": file_options},
                 batch_size=None,  # a whole block per call: the worker loops over its files
@@ -211,7 +211,7 @@ class RayBatch:
                 num_gpus=shape.gpus_per_worker,
                 runtime_env={"env_vars": settings.worker_environment()},
             )
-            for row in dataset.iter_rows():
+            for row in records.iter_rows():
                 message = json.loads(row["record"])
                 if "fatal" in message:
                     raise WorkerSetupError(message["fatal"]["message"], message["fatal"]["exit_code"])
