@@ -80,6 +80,8 @@ class RayBatch:
         Default: 1 when the cluster has GPUs and ``device`` is not ``cpu``, else 0.
     threads: CPU threads of each CPU worker (default: DERAIN_THREADS, else the cluster's CPUs
         divided among the workers, at most 8); a CPU worker reserves that many Ray CPUs.
+
+    ``name`` is the model's registry name (``arch:variant``), as ``Derainer.name``.
     """
 
     def __init__(
@@ -107,11 +109,11 @@ class RayBatch:
             raise UsageError("--threads must be at least 1")
         from .api import Derainer
 
-        # The driver never runs the network: this Derainer only checks the model name and tile
-        # options (the same messages as a local batch) and plans folders. Device and precision
-        # are the workers' business; a worker that cannot honour them stops the batch.
-        self._planner = Derainer(model, device="cpu", tile=tile, tile_overlap=tile_overlap, threads=threads,
-                                 max_pixels=max_pixels)
+        # The driver never runs the network. Building a Derainer (without loading its weights)
+        # checks the model name and the tile options with the local batch's messages; device and
+        # precision are the workers' business: a worker that cannot honour them stops the batch.
+        self.name = Derainer(model, device="cpu", tile=tile, tile_overlap=tile_overlap, threads=threads,
+                             max_pixels=max_pixels).name
         self._derainer_options = {"model": model, "device": device, "precision": precision, "tile": tile,
                                   "tile_overlap": tile_overlap, "max_pixels": max_pixels}
         self.device = device
@@ -119,11 +121,6 @@ class RayBatch:
         self.address = address
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
-
-    @property
-    def name(self) -> str:
-        """The model's registry name (``arch:variant``)."""
-        return self._planner.name
 
     def derain_folder(
         self,
@@ -146,10 +143,9 @@ class RayBatch:
         Same arguments and FolderReport as ``Derainer.derain_folder``; ``on_result`` is called on
         this process, in the order files finish. The report lists files in plan order.
         """
-        from .api import FileResult, FolderReport
+        from .pipeline import FileResult, FolderReport, plan_folder
 
-        pairs = self._planner.plan_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format,
-                                          suffix=suffix)
+        pairs = plan_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format, suffix=suffix)
         results: dict[int, FileResult] = {}
         bar = _progress_bar(len(pairs), enabled=progress)
 
@@ -292,7 +288,7 @@ class _Worker:
             return {"fatal": self._setup_error}
         opts = self._options
         if _count_attempt(Path(opts["attempts_folder"]), item["index"]) > ATTEMPTS:
-            from .api import FileResult
+            from .pipeline import FileResult
 
             result = FileResult(input=item["src"], output=item["dst"], status="failed", model=self._derainer.name,
                                 device=str(self._derainer.device),
