@@ -58,6 +58,9 @@ def train(
     out: Path | None = typer.Option(None, "--out", metavar="RUN_DIR", help="Run folder (checkpoints, log)."),
     config: Path | None = typer.Option(None, "--config", metavar="FILE", help="JSON file of training options."),
     resume: Path | None = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue a stopped run."),
+    minutes: float | None = typer.Option(None, "--minutes", metavar="M",
+                                         help="Time budget: stop after M minutes of training, validated and "
+                                              "checkpointed (resumable); with --resume, for this invocation."),
     verbose: bool = VerboseOpt,
 ) -> None:
     """Train a registered architecture on paired folders and/or rain synthesised on the fly.
@@ -79,7 +82,7 @@ def train(
         check_architecture(arch)
     with handle_errors(msg, interrupted=f"interrupted; continue with `derain train --resume {resume or out}`"):
         result = train_model(arch, out, data=_split_dirs(data), synth=_split_dirs(synth), config_file=config,
-                             resume=resume, log=lambda m: typer.echo(m, err=True))
+                             resume=resume, log=lambda m: typer.echo(m, err=True), minutes=minutes)
     state = "finished" if result.finished else "stopped (resumable)"
     scores = (f", validation PSNR {number_text(result.val_psnr)} dB SSIM {number_text(result.val_ssim, 4)}"
               if result.val_psnr is not None else "")

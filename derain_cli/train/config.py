@@ -27,6 +27,10 @@ class TrainConfig:
     # synthetic sources: images are resized so that their short side lies in this range (pixels)
     synth_short_side: tuple[int, int] = (320, 720)
     rot90: bool = False  # 90-degree turns make horizontal rain, which real photos never show
+    # where batches are made: "cpu" (numpy, one sample at a time: synth.add_rain), "device" (images
+    # held on the training device, crops and rain in batched torch: synth_torch), "auto" (device on
+    # CUDA, else cpu)
+    synth_device: str = "cpu"
     lr: float = 1e-3
     min_lr: float = 1e-5
     weight_decay: float = 1e-4
@@ -50,6 +54,11 @@ class TrainConfig:
     ckpt_every: int = 250
     log_every: int = 50
     max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time per invocation
+    # with a time budget (max_minutes or --minutes): measure the step rate early on and lower
+    # ``steps`` so that the learning-rate schedule ends inside the budget (the fitted value is saved
+    # in config.json); without a budget it does nothing
+    fit_steps_to_budget: bool = False
+    init_weights: str | None = None  # a .safetensors file (e.g. an exported run) to start the model from
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -98,6 +107,8 @@ class TrainConfig:
              f"gan mcddl trains PLNLIN (its discriminator reads PLNLIN's features), not {self.arch}"),
             (self.gan != "mcddl" or self.crop % 8 == 0, "gan mcddl needs a crop that is a multiple of 8"),
             (self.d_every >= 1, "d_every must be at least 1"),
+            (self.synth_device in ("cpu", "device", "auto"), "synth_device must be cpu, device or auto"),
+            (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive"),
         ]
         for ok, message in checks:
             if not ok:

@@ -116,19 +116,34 @@ class Sources:
                 f"rain; validation: {len(self.val_pairs)} pair(s), {len(self.val_clean)} clean image(s)")
 
 
+def load_training_images(cfg: TrainConfig, sources: Sources
+                         ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """The training pairs (rainy, clean) and clean images as uint8 arrays, checked against the crop.
+
+    Clean images are shrunk to a short side of at most ``synth_short_side[1]`` (the largest scale
+    a sample is drawn at).
+    """
+    pairs = [(load_uint8(i), load_uint8(t)) for i, t in sources.train_pairs]
+    for (a, b), (path, _) in zip(pairs, sources.train_pairs):
+        if a.shape != b.shape:
+            raise UsageError(f"{path}: input and target differ in size ({a.shape[1]}x{a.shape[0]} "
+                             f"and {b.shape[1]}x{b.shape[0]})")
+        if min(a.shape[:2]) < cfg.crop:
+            raise UsageError(f"{path}: {a.shape[1]}x{a.shape[0]} is smaller than the crop size {cfg.crop}")
+    clean = [load_uint8(p, max_short_side=cfg.synth_short_side[1]) for p in sources.train_clean]
+    return pairs, clean
+
+
 class TrainSampler:
-    """Draws training batches (rainy, clean) as N x 3 x crop x crop float32 tensors in [0, 1]."""
+    """Draws training batches (rainy, clean) as N x 3 x crop x crop float32 tensors in [0, 1].
+
+    One sample at a time in numpy on the CPU (rain from ``synth.add_rain``); ``device_data`` has
+    the batched version that runs on the training device.
+    """
 
     def __init__(self, cfg: TrainConfig, sources: Sources):
         self.cfg = cfg
-        self.pairs = [(load_uint8(i), load_uint8(t)) for i, t in sources.train_pairs]
-        for (a, b), (path, _) in zip(self.pairs, sources.train_pairs):
-            if a.shape != b.shape:
-                raise UsageError(f"{path}: input and target differ in size ({a.shape[1]}x{a.shape[0]} "
-                                 f"and {b.shape[1]}x{b.shape[0]})")
-            if min(a.shape[:2]) < cfg.crop:
-                raise UsageError(f"{path}: {a.shape[1]}x{a.shape[0]} is smaller than the crop size {cfg.crop}")
-        self.clean = [load_uint8(p, max_short_side=cfg.synth_short_side[1]) for p in sources.train_clean]
+        self.pairs, self.clean = load_training_images(cfg, sources)
 
     def _paired_sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         rainy, clean = self.pairs[int(rng.integers(len(self.pairs)))]

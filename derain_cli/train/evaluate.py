@@ -1,9 +1,10 @@
 """Score weights on paired benchmark folders (whole images, restormer convention).
 
-    python -m derain_cli.train.evaluate WEIGHTS.safetensors PAIRED_DIR [PAIRED_DIR ...]
+    python -m derain_cli.train.evaluate [--device DEVICE] WEIGHTS.safetensors PAIRED_DIR [PAIRED_DIR ...]
 
 prints, per folder, the mean PSNR/SSIM of the rainy input and of the network's output against the
-clean targets. The weights' metadata names the architecture and its configuration.
+clean targets. The weights' metadata names the architecture and its configuration. The network runs
+in float32 on DEVICE (default cpu; on CUDA with TF32 off, so scores match the CPU's).
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ class FolderScore:
     output_ssim: float
 
 
-def load_exported(path: Path) -> tuple[torch.nn.Module, ResolvedModel]:
+def load_exported(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ResolvedModel]:
     """An exported file as (eval-mode module, the ResolvedModel describing it), loaded strictly."""
     resolved = models.from_exported_file(path)
-    return models.load_from_file(resolved, path), resolved
+    return models.load_from_file(resolved, path, device=device), resolved
 
 
 def score_folder(module: torch.nn.Module, contract, folder: Path) -> FolderScore:
@@ -53,10 +54,16 @@ def score_folder(module: torch.nn.Module, contract, folder: Path) -> FolderScore
 
 
 def main(argv: list[str]) -> int:
+    device = "cpu"
+    if argv[:1] == ["--device"] and len(argv) >= 2:
+        device, argv = argv[1], argv[2:]
     if len(argv) < 2:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    module, resolved = load_exported(Path(argv[0]))
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    module, resolved = load_exported(Path(argv[0]), device)
     print(f"{'folder':<22} {'n':>3} {'input PSNR/SSIM':>18} {'output PSNR/SSIM':>18}")
     for folder in argv[1:]:
         s = score_folder(module, resolved.contract, Path(folder))

@@ -30,9 +30,12 @@ from ..errors import UsageError
 from ..models.registry import Contract
 from ..models.runner import ModelRunner, pad_to_multiple, select_output
 from .config import TrainConfig
-from .data import Sources, TrainSampler, validation_set
+from .data import Sources, validation_set
+from .device_data import make_sampler
 from .losses import restoration_loss
 from .plot import plot_progress
+
+_clock = time.monotonic  # the trainer's clock (tests substitute a simulated one)
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -94,12 +97,43 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
-    """ema = d * ema + (1 - d) * model, with d ramping up over the first steps."""
+    """ema = d * ema + (1 - d) * model, with d ramping up over the first steps.
+
+    One multi-tensor operation for all parameters (a per-parameter loop costs two kernel launches
+    per tensor, which on a GPU takes longer than the arithmetic).
+    """
     d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.mul_(d).add_(p.detach(), alpha=1 - d)
+    ema_params = list(ema.parameters())
+    torch._foreach_mul_(ema_params, d)
+    torch._foreach_add_(ema_params, [p.detach() for p in model.parameters()], alpha=1 - d)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
+
+
+def configure_cuda() -> None:
+    """Fast settings for training on CUDA: cuDNN picks the fastest kernels for the (fixed) crop
+    shape, and float32 work (MCDDL runs without autocast) uses TF32 tensor cores."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def load_init_weights(module: torch.nn.Module, path: Path) -> None:
+    """Start ``module`` from the tensors of a .safetensors file (an exported run, a bundled model)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device="cpu")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: init_weights file not found") from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise UsageError(f"{path}: not a readable safetensors file ({e})") from None
+    own = module.state_dict()
+    wrong = sorted(set(own) ^ set(state)) or [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if wrong:
+        raise UsageError(f"{path}: its weights do not fit this architecture and arch_config "
+                         f"(first mismatch: {wrong[0]})")
+    module.load_state_dict(state, strict=True)
 
 
 class _StopFlag:
@@ -154,9 +188,12 @@ class Trainer:
         from ..device import choose_device
 
         self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
+        self.clock = _clock  # for the time budget and its bookkeeping
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.device = choose_device(cfg.device)
+        if self.device.type == "cuda":
+            configure_cuda()
         self.contract = models.REGISTRY.architecture(cfg.arch).contract
         torch.manual_seed(cfg.seed)
         self.model = models.build(cfg.arch, **cfg.arch_config).to(self.device)
@@ -164,7 +201,8 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     fused=self.device.type == "cuda")
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self.amp = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
@@ -177,7 +215,10 @@ class Trainer:
         self.elapsed = 0.0
         self.last_val: tuple[float | None, float | None] = (None, None)
         self.sources = Sources.from_config(cfg)
-        self.sampler = TrainSampler(cfg, self.sources)
+        self.sampler = make_sampler(cfg, self.sources, self.device)
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._seconds = {"validate": 0.0, "save": 0.0}  # the last validation and checkpoint took
+        self._saved_at = -1  # the step of the last checkpoint
         self.val_images = validation_set(cfg, self.sources)
 
     def _setup_mcddl(self) -> None:
@@ -187,7 +228,8 @@ class Trainer:
 
         cfg = self.cfg
         self.discriminator = MCDDLDiscriminator.matching(self.model).to(self.device).train()
-        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                       fused=self.device.type == "cuda")
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
         weights = MCDDLWeights().for_levels(self.model.levels)
         self.mcddl = MCDDLTrainer(self.model, self.discriminator, self.opt, self.opt_d, weights, d_every=cfg.d_every)
@@ -238,15 +280,21 @@ class Trainer:
             self.mcddl.steps = int(gan["steps"])
 
     def save(self) -> None:
+        if bool(self._nonfinite):  # never let a checkpoint keep the damage
+            raise FloatingPointError(f"training diverged: the loss was not finite at a step up to {self.step}")
+        t0 = self.clock()
         _save_atomic(self.state(), self.run_dir / CHECKPOINT)
+        self._seconds["save"] = self.clock() - t0
+        self._saved_at = self.step
 
     # -- training ---------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the loss and its parts as detached 0-dim tensors, and lr."""
         if self.mcddl is not None:
             return self._mcddl_step()
         rainy, clean = self.sampler.batch(self.rng)
-        rainy = rainy.to(self.device).contiguous(memory_format=torch.channels_last)
-        clean = clean.to(self.device)
+        rainy = rainy.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        clean = clean.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             pred = product_forward(self.model, self.contract, rainy)
         loss, parts = restoration_loss(pred.float(), clean, self.cfg.charbonnier_eps, self.cfg.ssim_weight)
@@ -261,9 +309,9 @@ class Trainer:
         self.sched.step()
         update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
         self.step += 1
-        return {"loss": float(loss.detach()), "lr": lr, **parts}
+        return {"loss": loss.detach(), "lr": lr, **parts}
 
-    def _mcddl_step(self) -> dict[str, float]:
+    def _mcddl_step(self) -> dict[str, torch.Tensor]:
         rainy, clean = self.sampler.batch(self.rng)
         lr = self.opt.param_groups[0]["lr"]
         parts = self.mcddl.step(rainy.to(self.device), clean.to(self.device))
@@ -276,7 +324,9 @@ class Trainer:
     def validate(self) -> tuple[float | None, float | None]:
         if not self.val_images:
             return None, None
+        t0 = self.clock()
         result = evaluate(self.ema, self.contract, self.val_images, self.device)
+        self._seconds["validate"] = self.clock() - t0
         self.last_val = result
         return result
 
@@ -301,57 +351,138 @@ class Trainer:
             writer.writeheader()
             writer.writerows(rows)
 
-    def run(self, stop_at: int | None = None) -> TrainResult:
-        """Train until cfg.steps (or ``stop_at`` steps, max_minutes, or a signal); checkpoint at the end."""
+    def _fit_steps(self, rate: float, remaining_s: float) -> None:
+        """Lower ``cfg.steps`` so that the schedule ends within ``remaining_s`` at ``rate`` steps/s.
+
+        Periodic validations and checkpoints cost time too; the final ones are reserved for.
+        """
         cfg = self.cfg
-        target = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+        per_step = 1 / rate + self._seconds["validate"] / cfg.val_every + self._seconds["save"] / cfg.ckpt_every
+        reserve = self._seconds["validate"] + self._seconds["save"]
+        more = int(0.97 * max(0.0, remaining_s - reserve) / per_step)
+        fitted = max(self.step + 1, min(cfg.steps, self.step + more))
+        self.log(f"budget: {rate:.2f} steps/s, {remaining_s / 60:.1f} min left: the schedule ends at step "
+                 f"{fitted} (was {cfg.steps})")
+        cfg.steps, cfg.fit_steps_to_budget = fitted, False
+        cfg.save(self.run_dir / CONFIG)
+
+    def run(self, stop_at: int | None = None, max_minutes: float | None = None) -> TrainResult:
+        """Train until cfg.steps (or ``stop_at`` steps, the time budget, or a signal); checkpoint at the end.
+
+        The time budget is ``max_minutes`` if given, else ``cfg.max_minutes``: the invocation stops
+        (validated and checkpointed, resumable) when the next step would leave too little time for
+        the final validation and checkpoint. With ``cfg.fit_steps_to_budget``, ``cfg.steps`` is
+        lowered once the step rate is known, so the schedule itself ends within the budget.
+        """
+        cfg = self.cfg
+        minutes = cfg.max_minutes if max_minutes is None else max_minutes
+        budget_s = None if minutes is None else minutes * 60
         flag = _StopFlag()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        started = time.monotonic()
-        base_elapsed = self.elapsed
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, torch.Tensor] = {}
+        started = self.clock()
+        base_elapsed, first_step = self.elapsed, self.step
+        calibration: tuple[int, float, float] | None = None  # (step, time, validate+save seconds so far)
+        spent = 0.0  # seconds of this invocation spent validating and checkpointing
+        stopped_by = None
         self.log(f"training {cfg.arch} on {self.device} ({'fp32' if self.amp is None else self.amp}), "
-                 f"{self.sources.describe()}; step {self.step} of {cfg.steps}")
+                 f"{self.sources.describe()}; step {self.step} of {cfg.steps}"
+                 + (f", budget {minutes:g} min" if minutes is not None else ""))
         with flag.installed():
-            while self.step < target:
-                parts = self.train_step()
-                if not math.isfinite(parts["loss"]):  # raised before any checkpoint can keep the damage
-                    raise FloatingPointError(f"training diverged at step {self.step}: loss is {parts['loss']}")
+            while self.step < (cfg.steps if stop_at is None else min(cfg.steps, stop_at)):
+                parts = self._first_step() if self.step == 0 else self.train_step()
+                lr = parts.pop("lr")
+                self._nonfinite |= ~torch.isfinite(parts["loss"])
                 for k, v in parts.items():
-                    if not math.isnan(v):  # e.g. d_loss on steps without a discriminator update
-                        sums[k] = sums.get(k, 0.0) + v
-                        counts[k] = counts.get(k, 0) + 1
-                self.elapsed = base_elapsed + time.monotonic() - started
+                    valid = ~torch.isnan(v)  # e.g. d_loss on steps without a discriminator update
+                    sums[k] = sums.get(k, 0) + torch.where(valid, v, 0.0)
+                    counts[k] = counts.get(k, 0) + valid
+                now = self.clock()
+                self.elapsed = base_elapsed + now - started
+                # out of time when one more step would not leave enough for the last validation and save
+                reserve = self._seconds["validate"] + self._seconds["save"]
+                out_of_time = budget_s is not None and now - started + reserve >= budget_s
                 val = (None, None)
-                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                # a budget stop validates too: the weights an export takes get their score, the curve its point
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps or out_of_time:
                     val = self.validate()
+                    spent += self._seconds["validate"]
                 if self.step % cfg.log_every == 0 or val[0] is not None:
-                    row = {k: v / counts[k] for k, v in sums.items()}
-                    row.update(step=self.step, lr=parts["lr"], val_psnr=val[0], val_ssim=val[1],
-                               elapsed_s=round(self.elapsed, 1))
-                    self._write_row(row)
+                    self._log_row(sums, counts, lr, val)
                     sums, counts = {}, {}
-                    msg = f"step {self.step}/{cfg.steps} loss {row['loss']:.4f} lr {parts['lr']:.2e}"
-                    if val[0] is not None:
-                        msg += f" val PSNR {val[0]:.2f} dB SSIM {val[1]:.4f}"
-                        plot_progress(self.run_dir / LOG, self.run_dir / PLOT)
-                    self.log(msg + f" ({self.elapsed / 60:.1f} min)")
-                out_of_time = cfg.max_minutes is not None and time.monotonic() - started >= cfg.max_minutes * 60
-                if self.step % cfg.ckpt_every == 0 or flag.stop or out_of_time:
+                if cfg.fit_steps_to_budget and budget_s is not None:
+                    # past cuDNN's first-step tuning, and once a process started beside this one is running too
+                    if calibration is None and self.step - first_step >= 10 and now - started >= 0.05 * budget_s:
+                        calibration = (self.step, self.clock(), spent)
+                    elif calibration is not None:
+                        s0, t0, spent0 = calibration
+                        window = self.clock() - t0 - (spent - spent0)
+                        if self.step - s0 >= 50 and window >= 0.1 * budget_s:
+                            self._fit_steps((self.step - s0) / window, budget_s - (self.clock() - started))
+                if self.step % cfg.ckpt_every == 0:
                     self.save()
+                    spent += self._seconds["save"]
                 if flag.stop or out_of_time:
-                    self.log(f"stopped at step {self.step} ({'signal' if flag.stop else 'max_minutes'}); "
-                             f"continue with --resume {self.run_dir}")
+                    stopped_by = "signal" if flag.stop else "time budget"
                     break
-        self.save()
+        if self._saved_at != self.step:
+            self.save()
         if (self.run_dir / LOG).exists():
             plot_progress(self.run_dir / LOG, self.run_dir / PLOT)
+        if self.device.type == "cuda":
+            self.log(f"peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**30:.1f} GiB")
+        if stopped_by:
+            self.log(f"stopped at step {self.step} ({stopped_by}); continue with --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, self.step >= cfg.steps, *self.last_val)
+
+    def _first_step(self) -> dict[str, torch.Tensor]:
+        """The first step of a new run; on a GPU that runs out of memory, retry with half the batch.
+
+        Nothing has been updated yet when the forward or backward pass fails, so the run simply starts
+        with the smaller batch (saved in config.json).
+        """
+        while True:
+            try:
+                return self.train_step()
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type != "cuda" or self.cfg.batch == 1 or self.step != 0:
+                    raise
+            self.opt.zero_grad(set_to_none=True)
+            if self.mcddl is not None:
+                self.mcddl.opt_d.zero_grad(set_to_none=True)
+                self.mcddl.steps = 0
+            torch.cuda.empty_cache()
+            self.cfg.batch //= 2
+            self.cfg.save(self.run_dir / CONFIG)
+            self.log(f"out of GPU memory on the first step: batch lowered to {self.cfg.batch}")
+
+    def _log_row(self, sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor], lr: float,
+                 val: tuple[float | None, float | None]) -> None:
+        """Write one log.csv row (mean losses since the last row), print it, and redraw the plot."""
+        if bool(self._nonfinite):
+            raise FloatingPointError(f"training diverged: the loss was not finite at a step up to {self.step}")
+        keys = list(sums)
+        values = torch.stack([torch.stack([sums[k], counts[k].to(sums[k].dtype)]) for k in keys]).tolist() \
+            if keys else []
+        row: dict[str, float | None] = {k: s / c for k, (s, c) in zip(keys, values) if c > 0}
+        row.update(step=self.step, lr=lr, val_psnr=val[0], val_ssim=val[1], elapsed_s=round(self.elapsed, 1))
+        self._write_row(row)
+        msg = f"step {self.step}/{self.cfg.steps}"
+        if row.get("loss") is not None:
+            msg += f" loss {row['loss']:.4f}"
+        msg += f" lr {lr:.2e}"
+        if val[0] is not None:
+            msg += f" val PSNR {val[0]:.2f} dB SSIM {val[1]:.4f}"
+            plot_progress(self.run_dir / LOG, self.run_dir / PLOT)
+        self.log(msg + f" ({self.elapsed / 60:.1f} min)")
 
 
 def start_run(cfg: TrainConfig, run_dir: Path, stop_at: int | None = None,
               log: Callable[[str], None] = print) -> TrainResult:
-    """Start a new run in ``run_dir`` (which must not hold one already)."""
+    """Start a new run in ``run_dir`` (which must not hold one already).
+
+    With ``cfg.init_weights`` the model (and its EMA) start from that file's weights.
+    """
     run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT).exists():
         raise UsageError(f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
@@ -360,6 +491,9 @@ def start_run(cfg: TrainConfig, run_dir: Path, stop_at: int | None = None,
     models.REGISTRY.architecture(cfg.arch)  # unknown architecture: fail before any work
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, log)
+    if cfg.init_weights:
+        load_init_weights(trainer.model, Path(cfg.init_weights))
+        trainer.ema.load_state_dict(trainer.model.state_dict())
     cfg.save(run_dir / CONFIG)
     return trainer.run(stop_at)
 
@@ -384,11 +518,12 @@ def read_checkpoint(run_dir: Path) -> dict:
 
 
 def resume_run(run_dir: Path, stop_at: int | None = None, steps: int | None = None,
-               log: Callable[[str], None] = print) -> TrainResult:
+               log: Callable[[str], None] = print, max_minutes: float | None = None) -> TrainResult:
     """Continue the run in ``run_dir`` exactly where its checkpoint left off.
 
     ``steps`` raises the run's total step count (the cosine schedule is then stretched from here on,
     so the continuation is no longer identical to a run started with that many steps).
+    ``max_minutes`` is this invocation's time budget (default: the run's ``max_minutes``).
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -398,18 +533,22 @@ def resume_run(run_dir: Path, stop_at: int | None = None, steps: int | None = No
     trainer = Trainer(cfg, run_dir, log)
     trainer.load_state(read_checkpoint(run_dir))
     trainer._truncate_log()
-    return trainer.run(stop_at)
+    return trainer.run(stop_at, max_minutes=max_minutes)
 
 
 def train(arch: str | None, out: Path | None, data: Sequence[str] = (), synth: Sequence[str] = (),
           config_file: Path | None = None, resume: Path | None = None,
-          log: Callable[[str], None] = print) -> TrainResult:
-    """What ``derain train ARCH --data ... --synth ... --out RUN_DIR [--config FILE] [--resume RUN_DIR]`` does.
+          log: Callable[[str], None] = print, minutes: float | None = None) -> TrainResult:
+    """What ``derain train ARCH --data ... --synth ... --out RUN_DIR [--config FILE] [--resume RUN_DIR]
+    [--minutes M]`` does.
 
     A new run takes its options from ``config_file`` (JSON; defaults otherwise), with ``arch``,
-    ``data`` and ``synth`` given here taking precedence. ``resume`` continues an existing run with the
-    settings it was started with.
+    ``data``, ``synth`` and ``minutes`` (``max_minutes``) given here taking precedence. ``resume``
+    continues an existing run with the settings it was started with; ``minutes`` is then the time
+    budget of this invocation only.
     """
+    if minutes is not None and not minutes > 0:
+        raise UsageError(f"--minutes must be positive, got {minutes:g}")
     if resume is not None:
         if data or synth or config_file:
             raise UsageError("--resume continues a run with its own settings; drop --data, --synth and --config")
@@ -418,7 +557,7 @@ def train(arch: str | None, out: Path | None, data: Sequence[str] = (), synth: S
             raise UsageError(f"{resume} trains {cfg.arch}, not {arch}")
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise UsageError(f"--out {out} differs from --resume {resume}; a resumed run stays in its folder")
-        return resume_run(Path(resume), log=log)
+        return resume_run(Path(resume), log=log, max_minutes=minutes)
     if out is None:
         raise UsageError("--out RUN_DIR is required for a new training run")
     cfg = TrainConfig.from_file(Path(config_file)) if config_file else TrainConfig()
@@ -426,4 +565,6 @@ def train(arch: str | None, out: Path | None, data: Sequence[str] = (), synth: S
         cfg.arch = arch.lower()
     cfg.data = list(data) or cfg.data
     cfg.synth = list(synth) or cfg.synth
+    if minutes is not None:
+        cfg.max_minutes = minutes
     return start_run(cfg, Path(out), log=log)

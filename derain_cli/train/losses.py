@@ -37,16 +37,20 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
 
 
 def restoration_loss(pred: torch.Tensor, target: torch.Tensor, eps: float, ssim_weight: float
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Charbonnier + ``ssim_weight`` * (1 - SSIM); returns the loss and its parts as floats."""
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Charbonnier + ``ssim_weight`` * (1 - SSIM); returns the loss and its parts.
+
+    The parts are detached 0-dim tensors (NaN for a part not computed), not floats: reading a value
+    on the host waits for the GPU, so the training loop reads them only when it logs.
+    """
     pred = pred.float()
     l_char = charbonnier(pred, target, eps)
     loss = l_char
-    parts = {"charbonnier": float(l_char.detach())}
+    parts = {"charbonnier": l_char.detach()}
     if ssim_weight > 0:
         l_ssim = 1.0 - ssim(pred, target)
         loss = loss + ssim_weight * l_ssim
-        parts["ssim_loss"] = float(l_ssim.detach())
+        parts["ssim_loss"] = l_ssim.detach()
     else:
-        parts["ssim_loss"] = float("nan")
+        parts["ssim_loss"] = torch.full((), float("nan"), device=pred.device)
     return loss, parts

@@ -127,7 +127,7 @@ class MCDDLTrainer:
         self.steps = 0
 
     def generator_loss(self, out: PLNLINOutput, clean: torch.Tensor, real_logits: Sequence[torch.Tensor]
-                       ) -> tuple[torch.Tensor, dict[str, float]]:
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 9 for the generator's output ``out`` on the rainy batch; the discriminator is frozen."""
         w = self.weights
         pixel = ssim_loss(out.images[0], clean)
@@ -137,13 +137,14 @@ class MCDDLTrainer:
         adv = generator_adversarial_loss([r.detach() for r in real_logits], fake_logits, w.mus)
         total = pixel + w.alpha * hier + w.beta * adv
         parts = {"loss": total, "pixel": pixel, "hierarchical": hier, "adversarial": adv}
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+        return total, {k: v.detach() for k, v in parts.items()}
 
-    def step(self, rainy: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+    def step(self, rainy: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
         """One training iteration on a batch (N, 3, H, W) in [0, 1], H and W multiples of 8.
 
         Returns the generator's ``loss`` and its parts ``pixel``, ``hierarchical``, ``adversarial``,
-        and ``d_loss`` (NaN on iterations without a discriminator update).
+        and ``d_loss`` (NaN on iterations without a discriminator update), as detached 0-dim tensors:
+        reading them on the host would make the CPU wait for the GPU at every step.
         """
         m = self.generator.size_multiple
         if rainy.shape != clean.shape or rainy.shape[-2] % m or rainy.shape[-1] % m:
@@ -165,12 +166,12 @@ class MCDDLTrainer:
         loss_g.backward()
         self.opt_g.step()
 
-        parts["d_loss"] = math.nan
+        parts["d_loss"] = torch.full((), math.nan, device=rainy.device)
         if update_d:
             fake_logits = self.discriminator(out.images[0].detach(), [f.detach() for f in out.features])
             loss_d = discriminator_loss(real_logits, fake_logits, self.weights.mus)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
-            parts["d_loss"] = float(loss_d.detach())
+            parts["d_loss"] = loss_d.detach()
         return parts
