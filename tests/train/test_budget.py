@@ -35,6 +35,7 @@ class _SimulatedClock:
 
 
 def test_budget_stops_on_time_validated_checkpointed_and_resumes_exactly(tiny_config, tmp_path, monkeypatch):
+    tiny_config.device = "cpu"  # bit-identical resumption is a CPU promise (see test_train)
     tiny_config.steps, tiny_config.val_every = 12, 100
     straight = start_run(TrainConfig.from_dict(tiny_config.to_dict()), tmp_path / "straight", log=lambda m: None)
 
@@ -86,6 +87,7 @@ def test_budget_stops_on_the_wall_clock(tiny_config, tmp_path):
 
 def test_device_batches_train_and_resume_exactly(tiny_config, tmp_path):
     """synth_device=device on CPU tensors: a run stopped and resumed equals a straight one."""
+    tiny_config.device = "cpu"  # bit-identical resumption is a CPU promise (see test_train)
     tiny_config.synth_device, tiny_config.synth_preset = "device", "light:1,streaks:2,none:1"
     start_run(TrainConfig.from_dict(tiny_config.to_dict()), tmp_path / "straight", log=lambda m: None)
     start_run(TrainConfig.from_dict(tiny_config.to_dict()), tmp_path / "split", stop_at=3, log=lambda m: None)
