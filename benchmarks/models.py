@@ -32,14 +32,13 @@ def measure(arch: str, size: int, threads: int, device: str, precision: str, rep
 
     from derain_cli import models
     from derain_cli._memory import PeakMemory, process_peak_rss_mb
-    from derain_cli.models.runner import ModelRunner
 
     torch.set_num_threads(threads)
     a = models.REGISTRY.architecture(arch)
     torch.manual_seed(0)
     net = models.build(arch).eval().to(device)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    runner = ModelRunner(net, a.contract, dtype=dtype)
+    runner = models.LoadedModel(net, a.contract, dtype=dtype)
     x = torch.rand(1, 3, size, size)
     params = sum(p.numel() for p in net.parameters())
     result = {"arch": arch, "size": size, "threads": threads, "device": device, "precision": precision,

@@ -1,6 +1,6 @@
 """Benchmark tiled inference: time, peak memory and agreement with a whole-image run.
 
-Runs a small convolutional network (fixed seed) through ModelRunner + run_tiled over a synthetic
+Runs a small convolutional network (fixed seed) through LoadedModel + run_tiled over a synthetic
 image at several tile sizes. Each setting runs in a fresh subprocess so that its peak resident
 memory (ru_maxrss) is its own. Tile 0 means the whole image in one pass; the other settings are
 compared with it by PSNR on the float outputs clamped to [0, 1].
@@ -92,13 +92,12 @@ def worker(args) -> None:
 
     sys.path.insert(0, str(REPO))
     from derain_cli._memory import process_peak_rss_mb
-    from derain_cli.models.registry import Contract
-    from derain_cli.models.runner import ModelRunner
+    from derain_cli.models import Contract, LoadedModel
     from derain_cli.tiling import run_tiled
 
     torch.set_num_threads(args.threads)
     width, height = args.size
-    runner = ModelRunner(_network(), Contract(size_multiple=4, pad_mode="reflect"))
+    runner = LoadedModel(_network(), Contract(size_multiple=4, pad_mode="reflect"))
     x = _image(width, height)
     base = process_peak_rss_mb()
     counts = []

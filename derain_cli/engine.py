@@ -20,7 +20,7 @@ from .errors import UsageError
 from .quantise import quantise
 
 if TYPE_CHECKING:
-    from .models.runner import ModelRunner
+    from .models import LoadedModel
 
 
 class Engine:
@@ -63,7 +63,7 @@ class Engine:
         self.progress = progress
         #: The tile size the last derain_rgb call used (None: the whole image in one pass).
         self.last_tile: int | None = None
-        self._runner: ModelRunner | None = None
+        self._runner: LoadedModel | None = None
 
     @staticmethod
     def _check_tile(tile):
@@ -88,16 +88,12 @@ class Engine:
     def name(self) -> str:
         return self.model.name
 
-    def load(self) -> ModelRunner:
+    def load(self) -> LoadedModel:
         """Fetch the weights (if needed) and put the network on the device. Called lazily."""
         if self._runner is None:
-            from .models import load_from_file
-            from .models.runner import ModelRunner
-            from .weights import ensure_weights
+            from .models import load_model
 
-            path = ensure_weights(self.model, progress=self.progress)
-            module = load_from_file(self.model, path, device=str(self.device))
-            self._runner = ModelRunner(module, self.model.contract, dtype=self.dtype)
+            self._runner = load_model(self.model, device=self.device, dtype=self.dtype, progress=self.progress)
         return self._runner
 
     def tile_for(self, height: int, width: int, prefer_whole: bool = False) -> int | None:

@@ -57,8 +57,8 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def testnet():
-    """Register the tests-only network `testnet:random` and return its registry name."""
+    """The tests-only network `testnet:random`, registered for one test (removed again afterwards)."""
     from derain_cli.models import REGISTRY
 
-    REGISTRY.register_module("tests.tinynet")
-    return "testnet:random"
+    with REGISTRY.registered("tests.tinynet"):
+        yield "testnet:random"

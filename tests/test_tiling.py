@@ -10,7 +10,7 @@ from torch import nn
 
 from derain_cli import tiling
 from derain_cli.errors import DerainError
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import LoadedModel
 from derain_cli.tiling import choose_tile, parse_tile, run_tiled
 from tests.tinynet import ARCHITECTURE, TinyNet
 
@@ -51,14 +51,14 @@ class WideNet(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def tiny_runner() -> ModelRunner:
+def tiny_runner() -> LoadedModel:
     torch.manual_seed(1234)
-    return ModelRunner(TinyNet().eval(), ARCHITECTURE.contract)
+    return LoadedModel(TinyNet().eval(), ARCHITECTURE.contract)
 
 
 @pytest.fixture(scope="module")
-def wide_runner() -> ModelRunner:
-    return ModelRunner(WideNet().eval(), ARCHITECTURE.contract)
+def wide_runner() -> LoadedModel:
+    return LoadedModel(WideNet().eval(), ARCHITECTURE.contract)
 
 
 # -- agreement with the whole-image output ---------------------------------------------------
@@ -139,7 +139,7 @@ def test_blending_weights_sum_to_one(tile, overlap):
 
 
 def test_output_is_a_normal_writable_tensor(tiny_runner):
-    # ModelRunner returns inference tensors; callers clamp the result in place.
+    # LoadedModel returns inference tensors; callers clamp the result in place.
     for tile in (None, 64):
         y = run_tiled(tiny_runner, _image(80, 90), tile=tile)
         y.clamp_(0, 1)

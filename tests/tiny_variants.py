@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from derain_cli.models.registry import REGISTRY, ModelEntry, WeightSource
+from derain_cli.models import REGISTRY, ModelEntry, WeightSource
 
 SHARED = Path(os.environ.get("DERAIN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MAIN = ("glgfn", "drsformer", "dcsfn", "mspfn")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from derain_cli.models.registry import Architecture, Contract, ModelEntry, WeightSource
+from derain_cli.models import Architecture, Contract, ModelEntry, WeightSource
 
 WEIGHTS = Path(__file__).resolve().parent / "assets" / "testnet.pt"
 

@@ -127,7 +127,8 @@ def download_cmd(
 ) -> None:
     """Fetch weights into the cache (for manual sources: print how to get them)."""
     from ..errors import DerainError
-    from ..weights import ManualDownloadRequired, download
+    from ..models import download_weights as download
+    from ..weights import ManualDownloadRequired
 
     out = Output(quiet)
     resolved = [resolve_model(name) for name in names]
@@ -154,7 +155,7 @@ def import_cmd(
 ) -> None:
     """Copy a weights file you downloaded yourself into the cache, after checking that it loads
     strictly into the model's architecture (and matches the known sha256, if any)."""
-    from ..weights import import_weights
+    from ..models import import_weights
 
     if not file.exists():
         raise UsageError(f"{file}: no such file")

@@ -18,8 +18,6 @@ import torch
 
 from .. import models
 from .._tensors import to_hwc, to_nchw
-from ..models.registry import ResolvedModel
-from ..models.runner import ModelRunner
 from .data import load_uint8, paired_files
 
 
@@ -33,21 +31,14 @@ class FolderScore:
     output_ssim: float
 
 
-def load_exported(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ResolvedModel]:
-    """An exported file as (eval-mode module, the ResolvedModel describing it), loaded strictly."""
-    resolved = models.from_exported_file(path)
-    return models.load_from_file(resolved, path, device=device), resolved
-
-
-def score_folder(module: torch.nn.Module, contract, folder: Path) -> FolderScore:
-    """Mean input and output PSNR/SSIM (restormer convention) over a paired folder."""
+def score_folder(net: models.LoadedModel, folder: Path) -> FolderScore:
+    """Mean input and output PSNR/SSIM (restormer convention) of ``net`` over a paired folder."""
     from ..metrics import score, to_uint8
 
-    runner = ModelRunner(module, contract)
     rows = []
     for rainy_path, clean_path in paired_files(folder):
         rainy, clean = load_uint8(rainy_path), load_uint8(clean_path)
-        out = to_uint8(to_hwc(runner(to_nchw(rainy)).clamp(0, 1)))
+        out = to_uint8(to_hwc(net(to_nchw(rainy)).clamp(0, 1)))
         rows.append((*score(rainy, clean, "restormer"), *score(out, clean, "restormer")))
     m = np.mean(rows, axis=0)
     return FolderScore(Path(folder).name, len(rows), *map(float, m))
@@ -63,10 +54,11 @@ def main(argv: list[str]) -> int:
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    module, resolved = load_exported(Path(argv[0]), device)
+    # strict load, eval mode, float32
+    net = models.load_model(models.from_exported_file(argv[0]), device=device, path=argv[0])
     print(f"{'folder':<22} {'n':>3} {'input PSNR/SSIM':>18} {'output PSNR/SSIM':>18}")
     for folder in argv[1:]:
-        s = score_folder(module, resolved.contract, Path(folder))
+        s = score_folder(net, Path(folder))
         print(f"{s.folder:<22} {s.images:>3} {s.input_psnr:>9.2f} {s.input_ssim:>8.4f} "
               f"{s.output_psnr:>9.2f} {s.output_ssim:>8.4f}", flush=True)
     return 0

@@ -3,9 +3,9 @@ CSV log and progress chart, and checkpoints that resume exactly.
 
 A run directory holds ``config.json``, ``checkpoint.pt`` (the latest state: model, EMA, optimizer,
 scheduler, gradient scaler, step, numpy and torch RNG states), ``log.csv`` and ``progress.png``.
-Training happens in the product's space (RGB in [0, 1]): the network is fed through a
-differentiable copy of ``ModelRunner``'s conversions, so any registered architecture trains under
-its own input contract.
+Training happens in the product's space (RGB in [0, 1]): the network is fed through
+``LoadedModel.forward``, the differentiable form of the conversions inference uses, so any
+registered architecture trains under its own input contract.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ import torch
 from .. import models
 from .._tensors import to_hwc, to_nchw
 from ..errors import UsageError
-from ..models.registry import Contract
-from ..models.runner import ModelRunner, pad_to_multiple, select_output
+from ..models import LoadedModel
 from .config import TrainConfig
 from .data import Sources, validation_set
 from .device_data import make_sampler
@@ -53,15 +52,6 @@ class TrainResult:
     finished: bool  # reached cfg.steps (False: stopped early, resumable)
     val_psnr: float | None
     val_ssim: float | None
-
-
-def product_forward(module: torch.nn.Module, contract: Contract, x: torch.Tensor) -> torch.Tensor:
-    """Differentiable ``ModelRunner.__call__``: RGB [0, 1] in, RGB [0, 1]-scale out, same size."""
-    runner = ModelRunner(module, contract)
-    h, w = x.shape[-2:]
-    z, (left, _r, top, _b) = pad_to_multiple(runner.to_model_space(x), contract)
-    y = select_output(module(z), contract, z)
-    return runner.from_model_space(y[..., top : top + h, left : left + w])
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -166,15 +156,15 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def evaluate(module: torch.nn.Module, contract: Contract, images, device: torch.device) -> tuple[float, float]:
-    """Mean (PSNR, SSIM), restormer convention, of ``module`` on (name, rainy, clean) uint8 images."""
+def evaluate(net: LoadedModel, images, device: torch.device) -> tuple[float, float]:
+    """Mean (PSNR, SSIM), restormer convention, of ``net`` on (name, rainy, clean) uint8 images."""
     from ..metrics import score, to_uint8
 
-    module.eval()
+    net.module.eval()
     psnrs, ssims = [], []
     with torch.no_grad():
         for _name, rainy, clean in images:
-            y = to_hwc(product_forward(module, contract, to_nchw(rainy, device)).clamp(0, 1))
+            y = to_hwc(net.forward(to_nchw(rainy, device)).clamp(0, 1))
             p, s = score(to_uint8(y), clean, "restormer")
             psnrs.append(p)
             ssims.append(s)
@@ -201,6 +191,9 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
+        # The networks seen through their input contract (training and validation in product space).
+        self.net = LoadedModel(self.model, self.contract)
+        self.ema_net = LoadedModel(self.ema, self.contract)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      fused=self.device.type == "cuda")
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
@@ -223,7 +216,7 @@ class Trainer:
 
     def _setup_mcddl(self) -> None:
         """PLNLIN with its MCDDL discriminator; both optimizers follow the run's schedule."""
-        from ..models.plnlin import MCDDLDiscriminator
+        from ..models.archs.plnlin import MCDDLDiscriminator
         from .mcddl import MCDDLTrainer, MCDDLWeights
 
         cfg = self.cfg
@@ -296,7 +289,7 @@ class Trainer:
         rainy = rainy.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         clean = clean.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            pred = product_forward(self.model, self.contract, rainy)
+            pred = self.net.forward(rainy)
         loss, parts = restoration_loss(pred.float(), clean, self.cfg.charbonnier_eps, self.cfg.ssim_weight)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -325,7 +318,7 @@ class Trainer:
         if not self.val_images:
             return None, None
         t0 = self.clock()
-        result = evaluate(self.ema, self.contract, self.val_images, self.device)
+        result = evaluate(self.ema_net, self.val_images, self.device)
         self._seconds["validate"] = self.clock() - t0
         self.last_val = result
         return result

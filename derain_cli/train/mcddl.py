@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from ..models.plnlin import PLNLIN, MCDDLDiscriminator, PLNLINOutput, downscale
+from ..models.archs.plnlin import PLNLIN, MCDDLDiscriminator, PLNLINOutput, downscale
 from .losses import ssim
 
 

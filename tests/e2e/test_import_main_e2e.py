@@ -33,12 +33,11 @@ def authors_format(arch: str, state: dict, folder):
 def expected_output(arch: str, rgb8: np.ndarray) -> np.ndarray:
     from derain_cli import models
     from derain_cli.metrics import to_uint8
-    from derain_cli.models.runner import ModelRunner
 
     tiny = torch.load(shared_path("reference", arch, "tiny.pt"), weights_only=True)
     net = models.build(arch, **tiny["config"]).eval()
     net.load_state_dict(tiny["state_dict"], strict=True)
-    runner = ModelRunner(net, models.REGISTRY.architecture(arch).contract)
+    runner = models.LoadedModel(net, models.REGISTRY.architecture(arch).contract)
     x = torch.from_numpy(rgb8.astype(np.float32) / 255).permute(2, 0, 1)[None]
     y = runner(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
     return to_uint8(y)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from derain_cli import models
-from derain_cli.models import dcsfn, load_state_dict_strict
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import LoadedModel, load_state_dict_strict
+from derain_cli.models.archs import dcsfn
 from tests.conftest import shared_path
 from tests.models.golden import load_tiny, max_diff, tiny_model
 
@@ -88,7 +88,7 @@ def test_authors_checkpoint_wrapper_loads_strictly(tiny, tmp_path):
 
 def test_runner_applies_contract(tiny_net):
     contract = models.REGISTRY.architecture("dcsfn").contract
-    runner = ModelRunner(tiny_net, contract)
+    runner = LoadedModel(tiny_net, contract)
     rgb = torch.rand(1, 3, 41, 53, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = tiny_net(rgb.flip(1)).flip(1)  # native size: the authors never pad

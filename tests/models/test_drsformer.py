@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from derain_cli import models
 from derain_cli.errors import ModelError
-from derain_cli.models import drsformer, load_state_dict_strict
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import LoadedModel, load_state_dict_strict
+from derain_cli.models.archs import drsformer
+from derain_cli.models.layers.sparse_attention import topk_sizes
 from tests.conftest import shared_path
 from tests.models.golden import load_tiny, max_diff, tiny_model
 
@@ -86,27 +87,13 @@ def test_attention_unit_cases(tiny, name):
     with torch.no_grad():
         assert max_diff(attn(case["input"]), case["output"]) < TOL
     channels = case["args"]["dim"] // case["args"]["num_heads"]
-    assert [(channels, k) for k in drsformer.topk_sizes(channels)] == [tuple(p) for p in case["topk_(n,k)"]]
+    assert [(channels, k) for k in topk_sizes(channels)] == [tuple(p) for p in case["topk_(n,k)"]]
 
 
 def test_topk_sizes_of_tiny_and_release(tiny):
-    assert {(c, k) for c in (8, 16) for k in drsformer.topk_sizes(c)} == {tuple(p) for p in tiny["topk_(n,k)"]}
-    assert drsformer.topk_sizes(48) == [24, 32, 36, 38]
-    assert drsformer.topk_sizes(96) == [48, 64, 72, 76]
-
-
-@pytest.mark.parametrize("c", [10, 48, 96])
-def test_sparse_mix_equals_four_masked_softmaxes(c):
-    """One top-k and prefix softmaxes == the definition: four top-k masks, -inf elsewhere, softmax."""
-    g = torch.Generator().manual_seed(c)
-    scores = torch.randn(2, 3, c, c, generator=g)
-    weights = [torch.tensor([w]) for w in (0.3, -0.2, 0.5, 0.1)]
-    expected = 0
-    for k, w in zip(drsformer.topk_sizes(c), weights):
-        keep = torch.zeros_like(scores).scatter_(-1, torch.topk(scores, k, dim=-1).indices, 1.0)
-        masked = torch.where(keep > 0, scores, torch.full_like(scores, float("-inf")))
-        expected = expected + w * torch.softmax(masked, dim=-1)
-    assert max_diff(drsformer.sparse_attention_mix(scores, weights), expected) < 1e-6
+    assert {(c, k) for c in (8, 16) for k in topk_sizes(c)} == {tuple(p) for p in tiny["topk_(n,k)"]}
+    assert topk_sizes(48) == [24, 32, 36, 38]
+    assert topk_sizes(96) == [48, 64, 72, 76]
 
 
 @pytest.mark.parametrize("layout, mefc", [("mefc", True), ("no_mefc", False)])
@@ -153,7 +140,7 @@ def test_runner_pads_bottom_right_with_reflection_and_crops(tiny, tiny_net):
     x = torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         manual = tiny_net(F.pad(x, (0, 3, 0, 3), mode="reflect"))[..., :37, :45]
-        ours = ModelRunner(tiny_net, contract)(x)
+        ours = LoadedModel(tiny_net, contract)(x)
     assert max_diff(ours, manual) < 1e-6
 
 
@@ -165,7 +152,7 @@ def test_authors_checkpoint_wrapper_loads_strictly(tiny, tmp_path, variant, gold
     reference = drsformer.DRSformer(**model.config)
     path = tmp_path / "net_g_latest.pth"
     torch.save({"params": reference.state_dict()}, path)
-    net = models.load_from_file(model, path)
+    net = models.load_model(model, path=path).module
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), reference.state_dict().values()))
     # the tiny weights in the same wrapper, through the same adapter
     golden = tiny if golden_key is None else tiny[golden_key]

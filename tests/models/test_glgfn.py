@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from derain_cli import models
-from derain_cli.models import glgfn, load_state_dict_strict
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import LoadedModel, load_state_dict_strict
+from derain_cli.models.archs import glgfn
 from tests.conftest import shared_path
 from tests.models.golden import load_tiny, max_diff, tiny_model
 
@@ -54,32 +54,10 @@ def test_released_configuration_matches_checkpoint_layout():
     }
 
 
-def _reference_sparse_attention(attn, v, weights):
-    """The authors' formulation: four separately masked softmaxes, each multiplied with v."""
-    c = attn.shape[-1]
-    out = 0
-    for (num, den), w in zip(glgfn._SPARSITY, weights):
-        k = int(c * num / den)
-        mask = torch.zeros_like(attn).scatter_(-1, torch.topk(attn, k, dim=-1).indices, 1.0)
-        masked = torch.where(mask > 0, attn, torch.full_like(attn, float("-inf")))
-        out = out + w * (torch.softmax(masked, dim=-1) @ v)
-    return out
-
-
-@pytest.mark.parametrize("c", [24, 32, 128])
-def test_sparse_attention_equals_four_masked_softmaxes(c):
-    g = torch.Generator().manual_seed(c)
-    attn = torch.randn(2, 2, c, c, generator=g)
-    v = torch.randn(2, 2, c, 50, generator=g)
-    weights = [torch.tensor([w]) for w in (0.3, -0.2, 0.5, 0.1)]
-    ours = glgfn.sparse_attention(attn, weights) @ v
-    assert max_diff(ours, _reference_sparse_attention(attn, v, weights)) < 1e-5
-
-
 def test_runner_applies_contract(tiny_net):
     contract = models.REGISTRY.architecture("glgfn").contract
     rgb = torch.rand(1, 3, 45, 70, generator=torch.Generator().manual_seed(3))
-    got = ModelRunner(tiny_net, contract)(rgb)
+    got = LoadedModel(tiny_net, contract)(rgb)
 
     bgr = rgb.flip(1)
     padded = F.pad(bgr, (0, 96 - 70, 0, 64 - 45), mode="constant", value=0.0)  # bottom/right zeros

@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from derain_cli import models
 from derain_cli.errors import WeightsError
-from derain_cli.models import load_state_dict_strict, mspfn
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import LoadedModel, ResolvedModel, load_state_dict_strict
+from derain_cli.models._registry import replace
+from derain_cli.models.archs import mspfn
 from tests.conftest import shared_path
 from tests.models.golden import load_tiny, max_diff
 
@@ -87,10 +89,11 @@ def expected() -> dict:
 
 @pytest.mark.parametrize("folder", ["tiny_tf", "tiny_tf_with_adam"])
 @pytest.mark.parametrize("form", ["folder", "prefix", "index"])
-def test_from_tf_checkpoint_reproduces_tensorflow(tiny, expected, folder, form):
+def test_loading_a_tf_checkpoint_reproduces_tensorflow(tiny, expected, folder, form):
     root = shared_path("reference", "mspfn", folder)
     path = {"folder": root, "prefix": root / "epoch50", "index": root / "epoch50.index"}[form]
-    net = mspfn.from_tf_checkpoint(path, **tiny["config"])
+    model = ResolvedModel(replace(mspfn.MODELS[0], config=dict(tiny["config"])), mspfn.ARCHITECTURE)
+    net = models.load_model(model, path=path).module  # the importer converts, then a strict load
     assert not net.training
     with torch.inference_mode():
         assert max_diff(net(expected["input"]), expected["output"]) < TOL
@@ -115,17 +118,15 @@ def test_importer_needs_the_data_file_beside_the_index(tiny, tmp_path):
 def test_import_command_stores_converted_weights_that_load(tiny, expected):
     """`derain models import mspfn epoch50.index`: the importer finds the data file beside the index
     and the cache keeps safetensors (the registered entry with the tiny configuration)."""
-    from derain_cli import weights
-    from derain_cli.models import ResolvedModel, load_from_file
-    from derain_cli.models.registry import replace
+    from derain_cli.models.formats import checkpoint_format
 
     model = ResolvedModel(replace(mspfn.MODELS[0], config=dict(tiny["config"])), mspfn.ARCHITECTURE)
     index = shared_path("reference", "mspfn", "tiny_tf_with_adam", "epoch50.index")
-    stored = weights.import_weights(model, index)
+    stored = models.import_weights(model, index)
     assert stored.name.endswith("-epoch50.safetensors")
-    assert weights.checkpoint_format(stored) == "safetensors"
+    assert checkpoint_format(stored) == "safetensors"
     with torch.inference_mode():
-        y = load_from_file(model, stored)(expected["input_odd"])
+        y = models.load_model(model).module(expected["input_odd"])
     assert max_diff(y, expected["output_odd"]) < TOL
 
 
@@ -199,7 +200,7 @@ def test_runner_applies_the_contract(tiny, tiny_net):
     """RGB [0, 1], odd size -> BGR, [-1, 1], reflect-pad bottom/right to a multiple of 4 -> crop -> back."""
     contract = mspfn.ARCHITECTURE.contract
     rgb = torch.rand(1, 3, 37, 50, generator=torch.Generator().manual_seed(3))
-    got = ModelRunner(tiny_net, contract)(rgb)
+    got = LoadedModel(tiny_net, contract)(rgb)
 
     bgr = rgb.flip(1) * 2 - 1
     padded = F.pad(bgr, (0, 2, 0, 3), mode="reflect")
@@ -236,8 +237,7 @@ def test_mirror_folder_serves_the_two_file_tf_checkpoint(tmp_path, monkeypatch, 
     import dataclasses
     import shutil
 
-    from derain_cli import models, weights
-    from derain_cli.models.registry import ResolvedModel
+    from derain_cli import weights
 
     tiny = torch.load(shared / "reference" / "mspfn" / "tiny.pt", weights_only=True)
     mirror = tmp_path / "mirror"
@@ -248,8 +248,8 @@ def test_mirror_folder_serves_the_two_file_tf_checkpoint(tmp_path, monkeypatch, 
     arch = dataclasses.replace(real.architecture, default_config=dict(tiny["config"]))
     model = ResolvedModel(real.entry, arch)
     monkeypatch.setenv("DERAIN_MIRROR", str(mirror))
-    path = weights.ensure_weights(model, progress=False)
-    net = models.load_from_file(model, path)
+    path = models.ensure_weights(model, progress=False)
+    net = models.load_model(model, path=path).module
     expected = torch.load(shared / "reference" / "mspfn" / "tiny_tf" / "expected.pt", weights_only=True)
     assert path.suffix == ".safetensors"
     with torch.no_grad():
@@ -258,4 +258,4 @@ def test_mirror_folder_serves_the_two_file_tf_checkpoint(tmp_path, monkeypatch, 
     (mirror / "epoch50.data-00000-of-00001").unlink()
     weights.remove(model)
     with pytest.raises(Exception, match="epoch50.data"):
-        weights.ensure_weights(model, progress=False)
+        models.ensure_weights(model, progress=False)

@@ -2,7 +2,7 @@
 
 For every file of every family's ``golden.pt`` (made by the authors' code with the real checkpoint),
 the registry entry with that file's sha256 is resolved, the real file is loaded through its adapter
-(``models.load_from_file``) and the golden input must give the golden output.
+(``models.load_model(model, path=...)``) and the golden input must give the golden output.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from derain_cli import models
-from derain_cli.models import REGISTRY
-from derain_cli.models.runner import ModelRunner, select_output
+from derain_cli.models import REGISTRY, LoadedModel
+from derain_cli.models._runner import select_output
 from tests.conftest import shared_path
 from tests.models.golden import max_diff
 
@@ -72,7 +72,7 @@ def test_real_weights_reproduce_the_authors_outputs(family):
         for key, value in case["config"].items():  # the authors' arguments that we share
             if key in model.config:
                 assert model.config[key] == value, f"{model.name}: {key}={model.config[key]}, authors use {value}"
-        net = models.load_from_file(model, shared_path("weights", case["file"]))
+        net = models.load_model(model, path=shared_path("weights", case["file"])).module
         scale = case.get("input_scale", 1.0)
         assert model.contract.value_range == (0.0, scale)
         x = case["input"] * scale
@@ -92,7 +92,7 @@ def test_real_weights_reproduce_the_authors_outputs(family):
 
 @pytest.mark.parametrize("family", ["rescan", "jorder-e"])
 def test_runner_applies_the_contract(family):
-    """RGB [0,1] in through ModelRunner: BGR order (RESCAN), input minus rain, and the 0..255 scale."""
+    """RGB [0,1] in through LoadedModel: BGR order (RESCAN), input minus rain, and the 0..255 scale."""
     case = _golden(family)[0]
     model = _entry_for(case["sha256"])
     scale = case.get("input_scale", 1.0)
@@ -101,7 +101,7 @@ def test_runner_applies_the_contract(family):
     expected = case["output"] / scale
     if bgr:
         expected = expected.flip(1)
-    runner = ModelRunner(models.load_from_file(model, shared_path("weights", case["file"])), model.contract)
+    runner = models.load_model(model, path=shared_path("weights", case["file"]))
     assert max_diff(runner(rgb_input), expected) < 1e-5
 
 
@@ -164,7 +164,7 @@ def test_hct_ffn_small_images():
     model = models.resolve("hct-ffn")
     torch.manual_seed(0)
     net = models.build("hct-ffn").eval()
-    y = ModelRunner(net, model.contract)(torch.rand(1, 3, 3, 5))
+    y = LoadedModel(net, model.contract)(torch.rand(1, 3, 3, 5))
     assert y.shape == (1, 3, 3, 5) and torch.isfinite(y).all()
     with pytest.raises(ValueError, match="at least 16 pixels"), torch.inference_mode():
         net(torch.rand(1, 3, 3, 5) * 255)

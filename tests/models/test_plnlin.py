@@ -9,9 +9,9 @@ import torch
 
 from derain_cli import models
 from derain_cli.errors import ModelError
-from derain_cli.models import plnlin
-from derain_cli.models.plnlin import PLNLIN, MCDDLDiscriminator, WindowAttention, downscale
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import LoadedModel
+from derain_cli.models.archs import plnlin
+from derain_cli.models.archs.plnlin import PLNLIN, MCDDLDiscriminator, WindowAttention, downscale
 from derain_cli.train import mcddl
 
 # A few-thousand-parameter configuration with every kind of layer (depth 2 has SFT layers).
@@ -45,7 +45,7 @@ def test_runner_returns_the_input_size(shape):
     torch.manual_seed(0)
     arch = models.REGISTRY.architecture("plnlin")
     assert arch.contract.size_multiple == 8 and arch.contract.pad_mode == "reflect"
-    runner = ModelRunner(models.build("plnlin").eval(), arch.contract)
+    runner = LoadedModel(models.build("plnlin").eval(), arch.contract)
     x = torch.rand(shape)
     y = runner(x)
     assert y.shape == x.shape

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from derain_cli.errors import WeightsError
-from derain_cli.models.tf_checkpoint import (
+from derain_cli.models.formats.tf_checkpoint import (
     _T0,
     checkpoint_prefix,
     crc32c,

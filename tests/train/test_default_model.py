@@ -11,7 +11,6 @@ from PIL import Image
 
 from derain_cli import models
 from derain_cli.metrics import psnr, to_uint8
-from derain_cli.models.runner import ModelRunner
 from derain_cli.train import read_metadata
 from derain_cli.weights import cached_path
 
@@ -43,9 +42,8 @@ def _read(path) -> np.ndarray:
 
 def _run_default(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB through the packaged default model, as uint8 RGB."""
-    model = models.resolve(None)
     x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    y = ModelRunner(models.load(None), model.contract)(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    y = models.load_model(None)(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     return to_uint8(y)
 
 

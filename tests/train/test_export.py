@@ -9,7 +9,7 @@ import torch
 
 from derain_cli import models
 from derain_cli.errors import UsageError
-from derain_cli.models.registry import ModelEntry, ResolvedModel, WeightSource
+from derain_cli.models import ModelEntry, ResolvedModel, WeightSource
 from derain_cli.train import export_run, read_metadata, start_run
 from derain_cli.train.loop import read_checkpoint
 
@@ -33,7 +33,7 @@ def test_export_round_trip_through_the_registry(tiny_config, tmp_path):
     arch = models.REGISTRY.architecture("derainlite")
     entry = ModelEntry(arch="derainlite", variant="tiny-test", config=TINY_ARCH,
                        source=WeightSource(kind="file", filename=out.name, path=str(out)))
-    net = models.load_from_file(ResolvedModel(entry, arch), out)  # strict load
+    net = models.load_model(ResolvedModel(entry, arch), path=out).module  # strict load
     ema = models.build("derainlite", **TINY_ARCH)
     ema.load_state_dict(read_checkpoint(tmp_path / "run")["ema"])
     x = torch.rand(1, 3, 32, 32)

@@ -118,9 +118,7 @@ def test_train_entry_point_config_file_and_resume(tiny_config, tmp_path):
 
 def test_training_forward_matches_the_runner_contract():
     """Training goes through the same conversions as inference (channel order, range, padding)."""
-    from derain_cli.models.registry import Contract
-    from derain_cli.models.runner import ModelRunner
-    from derain_cli.train.loop import product_forward
+    from derain_cli.models import Contract, LoadedModel
 
     class OddNet(torch.nn.Module):  # distinguishes channels, scale and position
         def __init__(self):
@@ -135,10 +133,11 @@ def test_training_forward_matches_the_runner_contract():
     net = OddNet()
     contract = Contract(channels="BGR", value_range=(0.0, 255.0), size_multiple=8, output=0)
     x = torch.rand(1, 3, 13, 21, requires_grad=True)
-    y = product_forward(net, contract, x)
+    loaded = LoadedModel(net, contract)
+    y = loaded.forward(x)
     y.sum().backward()  # differentiable
     assert x.grad is not None and y.shape == x.shape
-    assert torch.allclose(y.detach(), ModelRunner(net, contract)(x.detach()), atol=1e-5)
+    assert torch.allclose(y.detach(), loaded(x.detach()), atol=1e-5)
 
 
 TINY_PLNLIN = {"channels": 8, "encoder_depths": [1, 1], "decoder_depths": [1, 1], "fusion_depths": [1, 1],

@@ -1,150 +1,45 @@
-"""The model registry: architectures, their released variants, weight sources and input contracts.
+"""The model registry: architectures, their released variants and where their weights come from.
 
 Vocabulary
 ----------
 * An *architecture* (``Architecture``) is a network family: how to build it (``builder`` plus
-  ``default_config``, the released configuration), the input contract of its forward pass, and how
-  to turn a checkpoint file into a state dict (``adapter``).
+  ``default_config``, the released configuration), the input contract of its forward pass
+  (``Contract``), and how to turn a checkpoint file into a state dict (``adapter``, or ``importer``
+  for a foreign format).
 * A *model* (``ModelEntry``) is one set of released weights for an architecture, named
   ``arch:variant`` (``prenet:rain100h``). ``arch`` alone means the architecture's default variant.
-* A *weight source* (``WeightSource``) says where the file comes from: ``url`` (downloadable),
-  ``manual`` (a page a program cannot download from: the user fetches the file and runs
-  ``derain models import``), ``bundled`` (inside this package) or ``file`` (a path on disk).
+* A *weight source* (``derain_cli.weights.WeightSource``) says where the file comes from: ``url``
+  (downloadable), ``manual`` (a page a program cannot download from: the user fetches the file and
+  runs ``derain models import``), ``bundled`` (inside this package) or ``file`` (a path on disk).
 
-Architecture modules live in ``derain_cli/models/<arch>.py``. Each defines a module-level
-``ARCHITECTURE = Architecture(...)`` and ``MODELS = [ModelEntry(...), ...]``; they are found by
-scanning this package, so adding an architecture means adding one module and nothing else.
-Extra modules (tests, plug-ins) can be registered with ``register_module`` or listed in the
-environment variable ``DERAIN_PLUGINS`` (comma-separated importable module names).
+Every module in ``derain_cli/models/archs/`` is an architecture module: it defines a module-level
+``ARCHITECTURE = Architecture(...)`` (or a list ``ARCHITECTURES``) and ``MODELS = [ModelEntry(...),
+...]``. The registry finds them by scanning that folder, so adding an architecture means adding one
+file there (CONTRIBUTING.md has the checklist). Extra modules (tests, plug-ins) can be registered
+with ``register_module`` (``registered`` undoes it on exit) or listed in the environment variable
+``DERAIN_PLUGINS`` (comma-separated importable module names).
 
 This module does not import torch; importing an architecture module does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import settings
 from ..errors import ModelError
+from ..weights import WeightSource
+from ._adapters import default_adapter
+from ._contract import Contract
 
-# Modules of this package that are infrastructure, not architectures.
-_NOT_ARCHITECTURES = {"registry", "runner", "common", "layers", "tf_checkpoint"}
-
-
-@dataclass(frozen=True)
-class Contract:
-    """How the authors' forward pass expects its input and what it returns.
-
-    The product always works in RGB float32 in [0, 1]; ``runner.ModelRunner`` converts to and
-    from this contract.
-    """
-
-    channels: str = "RGB"  # "RGB" or "BGR"
-    value_range: tuple[float, float] = (0.0, 1.0)  # what 0 and 1 of the product's range map to
-    size_multiple: int = 1  # H and W must be multiples of this
-    pad_mode: str = "reflect"  # "reflect", "replicate" or "constant" (zeros)
-    pad_where: str = "bottom_right"  # "bottom_right" or "symmetric"
-    # Which part of the forward's return value is the derained image: an index into a tuple or
-    # list, None for a plain tensor, or a callable (outputs, model_input) -> tensor.
-    output: int | Callable[[Any, Any], Any] | None = None
-    min_size: int = 1  # smallest H or W the network accepts (after padding)
-    # True where the output at a pixel depends on statistics of the whole image (global attention,
-    # normalisation over the image). Tiling then changes the result; see ``tile``.
-    global_context: bool = False
-    # Suggested tile size for tiled inference (None: the tiler decides from free memory).
-    tile: int | None = None
-    # Rough peak bytes of activation memory per input pixel in float32, used to pick tile sizes.
-    bytes_per_pixel: int = 4096
-    # Whether the network is safe to run in fp16/bf16 as a whole.
-    half_precision: bool = True
-    # -- video models ------------------------------------------------------------------------
-    # None: an image model (N x 3 x H x W), which video runs frame by frame. A number: a video
-    # model whose forward takes a clip N x 3 x T x H x W; long videos are cut into chunks of this
-    # many frames, each run with ``frame_overlap`` extra frames of context on every inner side
-    # (their outputs are dropped). ``bytes_per_pixel`` is then per pixel of one frame.
-    frames: int | None = None
-    frame_overlap: int = 0
-
-    @property
-    def is_video(self) -> bool:
-        """Whether the forward takes clips (N x 3 x T x H x W) rather than images."""
-        return self.frames is not None
-
-    def describe(self) -> str:
-        lo, hi = self.value_range
-        parts = [f"{self.channels} in [{lo:g}, {hi:g}]"]
-        if self.size_multiple > 1:
-            parts.append(f"size multiple {self.size_multiple} ({self.pad_mode} padding, {self.pad_where})")
-        else:
-            parts.append("any size")
-        if isinstance(self.output, int):
-            parts.append(f"result is output #{self.output}")
-        elif callable(self.output):
-            parts.append(f"result: {getattr(self.output, '__doc__', None) or 'derived from the outputs'}".strip())
-        if self.global_context:
-            parts.append("uses whole-image context")
-        if self.is_video:
-            parts.append(f"video model: clips of {self.frames} frames, {self.frame_overlap} frames of context")
-        return "; ".join(parts)
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """Where a model's weight file comes from."""
-
-    kind: str  # "url", "manual", "bundled" or "file"
-    filename: str  # the file name the registry knows it by (also the mirror name)
-    url: str | None = None  # kind "url": direct download URL
-    sha256: str | None = None
-    size: int | None = None  # bytes, where known
-    page: str | None = None  # kind "manual": the page the user downloads from
-    password: str | None = None  # kind "manual": share password (Baidu)
-    instructions: str | None = None  # kind "manual": what to pick on that page
-    path: str | None = None  # kind "bundled": path relative to the package; "file": absolute
-    # Files that must sit beside ``filename`` for it to load (e.g. a TensorFlow checkpoint's
-    # ``.data-00000-of-00001`` shard next to its ``.index``); a mirror serves them under these names.
-    companions: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if self.kind not in {"url", "manual", "bundled", "file"}:
-            raise ValueError(f"unknown weight source kind {self.kind!r}")
-
-
-def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict:
-    """Remove ``prefix`` from every key that has it (e.g. ``module.`` from DataParallel)."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
-
-
-def default_adapter(checkpoint: Any) -> dict:
-    """Turn a loaded checkpoint into a plain state dict.
-
-    Unwraps the usual containers (``{'net': ...}``, ``{'params': ...}``, ``{'state_dict': ...}``,
-    ``{'model': ...}``, ``{'params_ema': ...}``) and strips a ``module.`` prefix.
-    """
-    obj = checkpoint
-    for _ in range(3):
-        if not isinstance(obj, Mapping):
-            break
-        tensors = [v for v in obj.values() if hasattr(v, "shape")]
-        if tensors and len(tensors) == len(obj):
-            break
-        for key in ("params_ema", "params", "state_dict", "net", "model", "generator"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-        else:
-            break
-    if not isinstance(obj, Mapping):
-        raise ModelError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
-    state = {k: v for k, v in obj.items() if hasattr(v, "shape")}
-    if state and all(k.startswith("module.") for k in state):
-        state = strip_prefix(state, "module.")
-    return state
+# The package whose modules are the built-in architectures.
+ARCHS_PACKAGE = f"{__package__}.archs"
 
 
 @dataclass(frozen=True)
@@ -246,11 +141,13 @@ class ResolvedModel:
 class Registry:
     """Architectures and models, discovered lazily from the architecture modules."""
 
-    def __init__(self):
+    def __init__(self, archs_package: str = ARCHS_PACKAGE):
+        self._archs_package = archs_package
         self._architectures: dict[str, Architecture] = {}
         self._models: dict[str, ModelEntry] = {}
         self._scanned = False
-        self._extra_modules: list[str] = []
+        # module name -> (architecture names, model names) it added, for unregistering
+        self._extra_modules: dict[str, tuple[list[str], list[str]]] = {}
 
     # -- registration -----------------------------------------------------------------------
     def add_architecture(self, arch: Architecture) -> None:
@@ -259,30 +156,59 @@ class Registry:
     def add_model(self, entry: ModelEntry) -> None:
         self._models[entry.name] = entry
 
-    def add_module(self, module) -> None:
+    def add_module(self, module) -> tuple[list[str], list[str]]:
+        """Register what ``module`` defines; returns (architecture names, model names) added."""
         arch = getattr(module, "ARCHITECTURE", None)
         archs = getattr(module, "ARCHITECTURES", None) or ([arch] if arch is not None else [])
         for a in archs:
             self.add_architecture(a)
-        for entry in getattr(module, "MODELS", ()):
+        entries = list(getattr(module, "MODELS", ()))
+        for entry in entries:
             self.add_model(entry)
+        return [a.name for a in archs], [e.name for e in entries]
 
     def register_module(self, module_name: str) -> None:
         """Import ``module_name`` and register what it defines (used by tests and plug-ins)."""
-        self.add_module(importlib.import_module(module_name))
-        if module_name not in self._extra_modules:
-            self._extra_modules.append(module_name)
+        added = self.add_module(importlib.import_module(module_name))
+        self._extra_modules.setdefault(module_name, added)
+
+    def unregister_module(self, module_name: str) -> None:
+        """Remove what ``register_module(module_name)`` added (nothing if it was not registered)."""
+        archs, entries = self._extra_modules.pop(module_name, ([], []))
+        for name in entries:
+            self._models.pop(name, None)
+        for name in archs:
+            self.unregister(name)
+
+    def unregister(self, arch: str) -> None:
+        """Remove architecture ``arch`` and every model of it."""
+        self._architectures.pop(arch, None)
+        for name in [n for n, e in self._models.items() if e.arch == arch]:
+            del self._models[name]
+
+    @contextlib.contextmanager
+    def registered(self, module_name: str) -> Iterator[None]:
+        """``register_module(module_name)`` for the duration of a ``with`` block."""
+        self._scan()
+        self.register_module(module_name)
+        try:
+            yield
+        finally:
+            self.unregister_module(module_name)
 
     def _scan(self) -> None:
         if self._scanned:
             return
         self._scanned = True
-        from . import __path__ as package_path
-
-        for info in sorted(pkgutil.iter_modules(package_path), key=lambda i: i.name):
-            if info.name.startswith("_") or info.name in _NOT_ARCHITECTURES:
+        archs = importlib.import_module(self._archs_package)
+        for info in sorted(pkgutil.iter_modules(archs.__path__), key=lambda i: i.name):
+            if info.name.startswith("_"):
                 continue
-            self.add_module(importlib.import_module(f"{__package__}.{info.name}"))
+            module = importlib.import_module(f"{self._archs_package}.{info.name}")
+            if not (getattr(module, "ARCHITECTURE", None) or getattr(module, "ARCHITECTURES", None)):
+                raise TypeError(f"{module.__name__} defines no ARCHITECTURE: every module in "
+                                f"{self._archs_package} is an architecture (see CONTRIBUTING.md)")
+            self.add_module(module)
         for name in settings.plugins():
             self.register_module(name)
 
@@ -342,19 +268,15 @@ class Registry:
 
 REGISTRY = Registry()
 
-
-def default_model_name() -> str:
-    """The model used when none is named: the one that ships inside the package."""
-    return settings.default_model() or DEFAULT_MODEL
-
-
 # The built-in default model (trained by this project, shipped in the wheel).
 DEFAULT_MODEL = "derainlite"
 
 
+def default_model_name() -> str:
+    """The model used when none is named: DERAIN_DEFAULT_MODEL, else the one shipped inside the package."""
+    return settings.default_model() or DEFAULT_MODEL
+
+
 def replace(entry: ModelEntry, **changes) -> ModelEntry:
+    """A copy of ``entry`` with some fields changed (e.g. ``config`` for a small test configuration)."""
     return dataclasses.replace(entry, **changes)
-
-
-def variants_of(arch: str) -> Sequence[ModelEntry]:
-    return [m.entry for m in REGISTRY.models() if m.arch == arch]

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Architecture, Contract, ModelEntry
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
 
 # Added to the attention logits of keys a query must not see (padding, wrapped-around tokens).
 # Finite, so a query whose keys are all blocked (a padded position, cropped later) stays finite.
@@ -311,7 +312,7 @@ class PLNLIN(nn.Module):
         if x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(
                 f"PLNLIN: input {x.shape[-2]}x{x.shape[-1]} is not a multiple of {m} "
-                "(ModelRunner pads automatically)"
+                "(LoadedModel pads automatically)"
             )
         f = self.stem(x)
         skips = []

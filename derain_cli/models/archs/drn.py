@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ResBlock, channels_last, conv3, seq_conv
-from .registry import Architecture, Contract, ModelEntry, WeightSource
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import ResBlock, channels_last, conv3, seq_conv
 
 
 class DRN(nn.Module):

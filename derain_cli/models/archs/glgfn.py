@@ -18,102 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter
-
-# ---------------------------------------------------------------------------------------------
-# Layout and the shared 1x1 / residual product
-# ---------------------------------------------------------------------------------------------
+from ...weights import WeightSource
+from .._adapters import default_adapter
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.pointwise import Pointwise, mix_channels
+from ..layers.restormer import Downsample, TransformerBlock, Upsample, attention_output, channel_layer_norm, cosine_gram
+from ..layers.sparse_attention import sparse_attention_mix
 
 # The network runs on channels-last tensors (N x C x H x W shaped, stored N x H x W x C): there a
 # per-pixel LayerNorm and a 1x1 convolution are row operations on an (H*W) x C matrix, and the
 # depthwise convolutions and pixel (un)shuffles are many times faster than on NCHW storage.
 CHANNELS_LAST = torch.channels_last
-
-
-def mix_channels(
-    x: torch.Tensor,
-    matrix: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    residual: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``residual + bias + matrix @ x`` at every pixel: a 1x1 convolution as one matrix product.
-
-    ``matrix`` is O x I, or N x O x I for a per-sample matrix (channel scalings or an attention map
-    folded into the weights). The residual is accumulated by the product itself instead of by a
-    separate pass over the image. Returns a channels-last N x O x H x W tensor.
-    """
-    n, c, h, w = x.shape
-    o = matrix.shape[-2]
-    rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for channels-last x
-    weight = matrix.transpose(-1, -2)
-    if residual is None:
-        y = torch.matmul(rows, weight)
-        if bias is not None:
-            y = y.add_(bias)
-    else:
-        acc = residual.permute(0, 2, 3, 1).reshape(n, h * w, o)
-        acc = acc + bias if bias is not None else acc.clone()
-        # In-place products are not autocast: give all three operands x's dtype.
-        y = acc.to(x.dtype).baddbmm_(rows, weight.to(x.dtype).expand(n, c, o))
-    return y.view(n, h, w, o).permute(0, 3, 1, 2)
-
-
-class Pointwise(nn.Conv2d):
-    """1x1 convolution (parameters as ``nn.Conv2d``) computed with ``mix_channels``."""
-
-    def __init__(self, cin: int, cout: int, bias: bool = True):
-        super().__init__(cin, cout, 1, bias=bias)
-
-    @property
-    def matrix(self) -> torch.Tensor:
-        """The weight as an O x I matrix."""
-        return self.weight.view(self.out_channels, self.in_channels)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        return mix_channels(x, self.matrix, self.bias, residual)
-
-
-def attention_output(attn: torch.Tensor, project: Pointwise, v: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """``residual + project(attn @ v)`` with the per-head maps folded into the projection matrix.
-
-    ``attn`` is N x heads x c x c, ``v`` N x (heads*c) x H x W. The projection of a block-diagonal
-    channel mixing is a single N x O x (heads*c) matrix, so the image is multiplied once.
-    """
-    n, heads, c = attn.shape[:3]
-    blocks = project.matrix.view(-1, heads, c).transpose(0, 1)  # heads x O x c
-    matrix = torch.matmul(blocks, attn).transpose(1, 2).reshape(n, -1, heads * c)
-    return mix_channels(v, matrix, project.bias, residual)
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalisation and resampling layers
-# ---------------------------------------------------------------------------------------------
-
-
-def _channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """LayerNorm over the channels of every pixel of an N x C x H x W tensor (population variance)."""
-    y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, eps)
-    return y.permute(0, 3, 1, 2)
-
-
-class _BiasedLayerNorm(nn.Module):
-    """Restormer's 'WithBias' LayerNorm body: parameters ``weight`` and ``bias``, eps 1e-5."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-
-
-class RestormerLayerNorm(nn.Module):
-    """Per-pixel LayerNorm over channels as in Restormer (keys ``body.weight``, ``body.bias``)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.body = _BiasedLayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _channel_layer_norm(x, self.body.weight, self.body.bias, 1e-5)
 
 
 class LayerNorm2d(nn.Module):
@@ -126,108 +42,11 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _channel_layer_norm(x, self.weight, self.bias, self.eps)
-
-
-class Downsample(nn.Module):
-    """Halve the resolution: 3x3 conv to n/2 channels, then pixel-unshuffle to 2n channels."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n, n // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """Double the resolution: 3x3 conv to 2n channels, then pixel-shuffle to n/2 channels."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n, n * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-# ---------------------------------------------------------------------------------------------
-# Restormer Transformer block (MDTA attention + gated-dconv feed-forward)
-# ---------------------------------------------------------------------------------------------
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """N x (heads*c) x H x W -> N x heads x c x (H*W) (a view)."""
-    n, ch, h, w = x.shape
-    return x.reshape(n, heads, ch // heads, h * w)
-
-
-def cosine_gram(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tensor:
-    """Per head, the cosine similarities between the channels of q and of k over all pixels.
-
-    As ``F.normalize(q) @ F.normalize(k)^T`` with vectors over H*W (eps 1e-12); the norms come from
-    a plain sum of squares (in float32), which on channels-last maps is far faster than a strided
-    ``vector_norm``, and the maps are normalised before the product so that half precision cannot
-    overflow.
-    """
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        norm = x.float().square().sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12)
-        return _split_heads(x / norm.to(x.dtype), heads)
-
-    return normalize(q) @ normalize(k).transpose(-2, -1)
-
-
-class ChannelAttention(nn.Module):
-    """Multi-Dconv head Transposed Attention: softmax over a c x c channel Gram matrix per head."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.qkv = Pointwise(dim, dim * 3, bias=False)
-        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
-        self.project_out = Pointwise(dim, dim, bias=False)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """``residual`` plus the attention output for ``x`` (the normalised residual)."""
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        attn = torch.softmax(cosine_gram(q, k, self.heads) * self.temperature, dim=-1)
-        return attention_output(attn, self.project_out, v, residual)
-
-
-class GatedFeedForward(nn.Module):
-    """Gated-Dconv feed-forward: 1x1 to 2h, depthwise 3x3, gelu(first half) * second half, 1x1 back."""
-
-    def __init__(self, dim: int, expansion: float):
-        super().__init__()
-        hidden = int(dim * expansion)
-        self.project_in = Pointwise(dim, hidden * 2, bias=False)
-        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=False)
-        self.project_out = Pointwise(hidden, dim, bias=False)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """``residual`` plus the feed-forward output for ``x``."""
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(a).mul_(b), residual)
-
-
-class TransformerBlock(nn.Module):
-    """Restormer block: x + attn(norm1(x)), then + ffn(norm2(x))."""
-
-    def __init__(self, dim: int, heads: int, expansion: float):
-        super().__init__()
-        self.norm1 = RestormerLayerNorm(dim)
-        self.attn = ChannelAttention(dim, heads)
-        self.norm2 = RestormerLayerNorm(dim)
-        self.ffn = GatedFeedForward(dim, expansion)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.attn(self.norm1(x), x)
-        return self.ffn(self.norm2(x), x)
+        return channel_layer_norm(x, self.weight, self.bias, self.eps)
 
 
 def _transformer_stage(dim: int, blocks: int, heads: int, expansion: float) -> nn.Sequential:
+    """Restormer blocks (MDTA attention + gated-dconv feed-forward, 'WithBias' LayerNorms)."""
     return nn.Sequential(*[TransformerBlock(dim, heads, expansion) for _ in range(blocks)])
 
 
@@ -323,26 +142,6 @@ class BasicLayer(nn.Module):
 # Cross sparse attention and the grafting fusion module
 # ---------------------------------------------------------------------------------------------
 
-# The four sparsity levels of cross sparse attention: keep int(C * num / den) entries per row.
-_SPARSITY = ((1, 2), (2, 3), (3, 4), (4, 5))
-
-
-def sparse_attention(attn: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """sum_i weights[i] * softmax(top-k_i entries of each row of ``attn``), k_i from ``_SPARSITY``.
-
-    Entries outside a row's top k_i count as -inf (weight 0). One sorted ``torch.topk`` gives the
-    indices for every k_i, and the four sparse maps are summed into one matrix, so that the values
-    are multiplied once instead of four times (the authors' four products, regrouped).
-    """
-    c = attn.shape[-1]
-    ks = [int(c * num / den) for num, den in _SPARSITY]
-    values, index = torch.topk(attn, max(ks), dim=-1, largest=True, sorted=True)
-    mix = torch.zeros_like(attn)
-    for k, w in zip(ks, weights):
-        mix.scatter_add_(-1, index[..., :k], (torch.softmax(values[..., :k], dim=-1) * w).to(mix.dtype))
-    return mix
-
-
 class CrossSparseAttention(nn.Module):
     """Queries from one map (T), keys/values and the residual from another (C); top-k channel attention."""
 
@@ -371,7 +170,7 @@ class CrossSparseAttention(nn.Module):
         k = self.C_k_dwconv(self.C_k_conv(cn))
         v = self.C_v_dwconv(self.C_v_conv(cn))
         attn = cosine_gram(q, k, self.heads) * self.temperature
-        mix = sparse_attention(attn, (self.attn1, self.attn2, self.attn3, self.attn4))
+        mix = sparse_attention_mix(attn, (self.attn1, self.attn2, self.attn3, self.attn4))
         return attention_output(mix, self.project_out, v, c_in)
 
     def forward(self, t_in: torch.Tensor, c_in: torch.Tensor) -> torch.Tensor:

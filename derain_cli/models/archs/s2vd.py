@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Architecture, Contract, ModelEntry, WeightSource
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
 
 
 class TimePaddedConv3d(nn.Module):

@@ -16,8 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import channels_last, drop_keys
-from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter
+from ...weights import WeightSource
+from .._adapters import default_adapter, drop_keys
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import channels_last
 
 N_FEATS = 32
 

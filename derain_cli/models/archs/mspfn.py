@@ -25,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import WeightsError
-from .common import channels_last, recording_grad
-from .registry import Architecture, Contract, ModelEntry, WeightSource
-from .tf_checkpoint import checkpoint_prefix, read_tf_checkpoint
+from ...errors import WeightsError
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..formats.tf_checkpoint import checkpoint_prefix, read_tf_checkpoint
+from ..layers.conv import channels_last, recording_grad
 
 # The released "raw model" (TEST_MSPFN_M17N1): 15,823,424 parameters, 859 TF variables.
 RELEASED_CONFIG: dict[str, Any] = {
@@ -455,16 +457,6 @@ def import_tf_checkpoint(path: str | Path, config: Mapping[str, Any]) -> dict[st
         return state_dict_from_tf(variables, cfg)
     except WeightsError as e:
         raise WeightsError(f"{checkpoint_prefix(path)}: {e}") from None
-
-
-def from_tf_checkpoint(path: str | Path, **config: Any) -> MSPFN:
-    """MSPFN with the weights of a TF checkpoint, in eval mode (the released configuration by default)."""
-    from . import load_state_dict_strict
-
-    cfg = {**RELEASED_CONFIG, **config}
-    model = MSPFN(**cfg)
-    load_state_dict_strict(model, import_tf_checkpoint(path, cfg), source=str(path))
-    return model.eval()
 
 
 ARCHITECTURE = Architecture(

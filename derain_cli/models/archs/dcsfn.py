@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter
+from ...weights import WeightSource
+from .._adapters import default_adapter
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.pointwise import accumulate, mix_channels, pixel_rows, pointwise
+from ..layers.recurrent import ConvGRU
 
 # The network runs on channels-last tensors (N x C x H x W shaped, stored N x H x W x C): with 20
 # channels, 3x3 convolutions, max-pooling and nearest resizing are several times faster there, and a
@@ -34,7 +39,7 @@ class ConvLReLU(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self[0]
         if conv.kernel_size == (1, 1):
-            y = _pointwise(x, conv.weight, conv.bias)
+            y = pointwise(x, conv)
         else:
             y = conv(x)
         return F.leaky_relu(y, 0.2, inplace=True)
@@ -45,20 +50,6 @@ def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     if x.shape[-2:] == size:
         return x
     return F.interpolate(x, size=size, mode="nearest")
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """The (N*H*W) x C pixel matrix of a map: a view for channels-last storage (or a channel slice)."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """1x1 convolution (``weight`` O x C or O x C x 1 x 1) as one matrix product over the pixels."""
-    n, c, h, w = x.shape
-    o = weight.shape[0]
-    matrix = weight.reshape(o, c).t()
-    y = torch.mm(_rows(x), matrix) if bias is None else torch.addmm(bias, _rows(x), matrix)
-    return y.view(n, h, w, o).permute(0, 3, 1, 2)
 
 
 def _fuse(conv: nn.Conv2d, fine: torch.Tensor, coarse: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -72,13 +63,12 @@ def _fuse(conv: nn.Conv2d, fine: torch.Tensor, coarse: Sequence[torch.Tensor]) -
     weight = conv.weight.view(conv.out_channels, -1)
     y: torch.Tensor | None = None
     for i, t in enumerate(coarse, start=1):
-        z = _pointwise(t, weight[:, i * c : (i + 1) * c], conv.bias if y is None else None)
+        z = mix_channels(t, weight[:, i * c : (i + 1) * c], conv.bias if y is None else None)
         z = _resize(z, fine.shape[-2:])
         y = z if y is None else y.add_(z)
-    # _rows(y) must be a view of y, or the accumulation below would be lost.
+    # pixel_rows(y) must be a view of y, or the accumulation below would be lost.
     assert y is not None and y.is_contiguous(memory_format=CHANNELS_LAST)
-    # In-place products are not autocast: give the operands y's dtype.
-    _rows(y).addmm_(_rows(fine).to(y.dtype), weight[:, :c].t().to(y.dtype))
+    accumulate(pixel_rows(y), pixel_rows(fine), weight[:, :c].t())
     return F.leaky_relu(y, 0.2, inplace=True)
 
 
@@ -178,26 +168,6 @@ class Decoder(DenseChain):
             stack.put(u + 1, unit(out + stack.get(u + 1)))
             out = fuse(stack.concat(u + 2))
         return out
-
-
-class ConvGRU(nn.Module):
-    """Convolutional GRU cell (3x3 convs); the new state, after LeakyReLU(0.2), is also the output."""
-
-    def __init__(self, channel: int):
-        super().__init__()
-        for name in ("conv_xz", "conv_xr", "conv_xn", "conv_hz", "conv_hr", "conv_hn"):
-            setattr(self, name, nn.Conv2d(channel, channel, 3, padding=1))
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
-        if h is None:
-            # Without a state only conv_xz and conv_xn are used (the others still hold weights).
-            h = torch.sigmoid(self.conv_xz(x)) * torch.tanh(self.conv_xn(x))
-        else:
-            z = torch.sigmoid(self.conv_xz(x) + self.conv_hz(h))
-            r = torch.sigmoid(self.conv_xr(x) + self.conv_hr(h))
-            n = torch.tanh(self.conv_xn(x) + self.conv_hn(r * h))
-            h = (1 - z) * h + z * n
-        return F.leaky_relu(h, 0.2)
 
 
 class DCSFN(nn.Module):

@@ -27,7 +27,7 @@ from typing import Union
 
 import numpy as np
 
-from ..errors import WeightsError
+from ...errors import WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import add_relu, conv3
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import add_relu, conv3
 from .prenet import PReNet
-from .registry import Architecture, Contract, ModelEntry, WeightSource
 
 
 class CRALayer(nn.Module):

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .registry import Architecture, Contract, ModelEntry, WeightSource
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
 
 
 class ResBlock(nn.Module):

@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import channels_last, conv3
-from .registry import Architecture, Contract, ModelEntry, WeightSource
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import channels_last, conv3
 
 
 class ResBlock(nn.Module):

@@ -1,10 +1,7 @@
-"""Layers and helpers shared by the peer networks (PReNet family, BRN, DRN, SAPNet, VRGNet, ...).
+"""Recurrent cells: the fused ConvLSTM gates of the PReNet family and the ConvGRU of DCSFN.
 
-The authors' checkpoints wrap every convolution in an ``nn.Sequential``, so their parameters are
-stored as ``<name>.0.weight``; ``seq_conv`` reproduces that layout. The recurrent networks run
-their body many times, so the helpers here update tensors in place whenever autograd does not need
-the old values (always in inference), which saves a full-size allocation per operation; results
-agree with the out-of-place computation up to float rounding.
+Both cells keep the authors' parameter names (one ``nn.Conv2d`` per gate) so that checkpoints load
+unchanged; the LSTM computes its four gates as one convolution.
 """
 
 from __future__ import annotations
@@ -15,43 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def recording_grad(*tensors: torch.Tensor) -> bool:
-    """Whether autograd needs the tensors intact (then in-place updates are not allowed)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def add_relu(t: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``relu(t + skip)``, computed in ``t``'s storage when no gradient is recorded."""
-    if recording_grad(t, skip):
-        return F.relu(t + skip)
-    return t.add_(skip).relu_()
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in channels-last layout: oneDNN's convolutions run markedly faster on it on CPU."""
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def conv3(cin: int, cout: int, dilation: int = 1, bias: bool = True) -> nn.Conv2d:
-    """3x3 convolution, stride 1, size-preserving zero padding."""
-    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=bias)
-
-
-def seq_conv(cin: int, cout: int) -> nn.Sequential:
-    """A 3x3 convolution stored as ``<name>.0`` (the authors' ``nn.Sequential`` wrapper)."""
-    return nn.Sequential(conv3(cin, cout))
-
-
-class ResBlock(nn.Sequential):
-    """``relu(relu(conv2(relu(conv0(y)))) + y)``; convs stored as ``.0`` and ``.2``."""
-
-    def __init__(self, channels: int):
-        super().__init__(conv3(channels, channels), nn.ReLU(inplace=True),
-                         conv3(channels, channels), nn.ReLU(inplace=True))
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return add_relu(super().forward(y), y)
+from .conv import recording_grad
 
 
 class ConvLSTMGates:
@@ -103,9 +64,21 @@ def gates_of(module: nn.Module, suffix: str = "") -> ConvLSTMGates:
     return ConvLSTMGates(*(getattr(module, f"conv_{g}{suffix}") for g in "ifgo"))
 
 
-def drop_keys(state: dict, prefixes: Sequence[str] = (), contains: Sequence[str] = ()) -> dict:
-    """``state`` without the keys that start with any of ``prefixes`` or contain any of ``contains``."""
-    return {
-        k: v for k, v in state.items()
-        if not k.startswith(tuple(prefixes)) and not any(s in k for s in contains)
-    }
+class ConvGRU(nn.Module):
+    """Convolutional GRU cell (3x3 convs); the new state, after LeakyReLU(0.2), is also the output."""
+
+    def __init__(self, channel: int):
+        super().__init__()
+        for name in ("conv_xz", "conv_xr", "conv_xn", "conv_hz", "conv_hr", "conv_hn"):
+            setattr(self, name, nn.Conv2d(channel, channel, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        if h is None:
+            # Without a state only conv_xz and conv_xn are used (the others still hold weights).
+            h = torch.sigmoid(self.conv_xz(x)) * torch.tanh(self.conv_xn(x))
+        else:
+            z = torch.sigmoid(self.conv_xz(x) + self.conv_hz(h))
+            r = torch.sigmoid(self.conv_xr(x) + self.conv_hr(h))
+            n = torch.tanh(self.conv_xn(x) + self.conv_hn(r * h))
+            h = (1 - z) * h + z * n
+        return F.leaky_relu(h, 0.2)

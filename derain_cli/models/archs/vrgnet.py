@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import channels_last, seq_conv
+from ...weights import WeightSource
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import channels_last, seq_conv
 from .prenet import PReNet
-from .registry import Architecture, Contract, ModelEntry, WeightSource
 
 
 class _VRGPReNet(PReNet):

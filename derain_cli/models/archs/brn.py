@@ -11,8 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ResBlock, channels_last, conv3, drop_keys, gates_of, seq_conv
-from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter
+from ...weights import WeightSource
+from .._adapters import default_adapter, drop_keys
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import ResBlock, channels_last, conv3, seq_conv
+from ..layers.recurrent import gates_of
 
 
 class BRN(nn.Module):

@@ -35,80 +35,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ModelError
-from .common import add_relu, channels_last
-from .registry import Architecture, Contract, ModelEntry, WeightSource, default_adapter, strip_prefix
+from ...errors import ModelError
+from ...weights import WeightSource
+from .._adapters import default_adapter, strip_prefix
+from .._contract import Contract
+from .._registry import Architecture, ModelEntry
+from ..layers.conv import add_relu, channels_last
+from ..layers.pointwise import accumulate, conv_matrix, image_of_rows, mix_channels, pixel_rows, pointwise
+from ..layers.restormer import Downsample, TransformerBlock, Upsample, fold_heads
+from ..layers.sparse_attention import sparse_attention_mix
 
-__all__ = ["Attention", "DRSformer", "FeedForward", "TransformerBlock", "config_for_state_dict", "has_mefc"]
+__all__ = ["Attention", "DRSformer", "FeedForward", "config_for_state_dict", "has_mefc", "transformer_block"]
 
 # Prefixes of the parameters that only the MEFC layout has.
 MEFC_PREFIXES = ("encoder_level0.", "refinement.")
-# Fractions of the channels kept by the four sparse attention masks (numerator, denominator).
-_TOPK_FRACTIONS = ((1, 2), (2, 3), (3, 4), (4, 5))
-_LN_EPS = 1e-5
 _NORMALIZE_EPS = 1e-12
 
 
-# -- layout helpers ---------------------------------------------------------------------------
-
-
-def _rows(x: Tensor) -> Tensor:
-    """The (B*H*W, C) matrix of an image tensor (a view when it is channels-last)."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _image(rows: Tensor, batch: int, height: int, width: int) -> Tensor:
-    """A (B*H*W, C) or (B, H*W, C) matrix seen as a channels-last (B, C, H, W) image (a view)."""
-    return rows.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
-
-
-def _matrix(conv: nn.Conv2d) -> Tensor:
-    """The (out, in) matrix of a 1x1 convolution."""
-    return conv.weight.flatten(1)
-
-
-def _accumulate(out: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``out += a @ b`` in place (batched for 3-d operands), in ``out``'s dtype: in-place
-    operations are not autocast, so under autocast the operands are cast here."""
-    a, b = a.to(out.dtype), b.to(out.dtype)
-    return out.baddbmm_(a, b) if out.dim() == 3 else out.addmm_(a, b)
-
-
-def _pointwise(x: Tensor, conv: nn.Conv2d) -> Tensor:
-    """A 1x1 convolution as a matrix product over channels-last pixel rows."""
-    b, _, h, w = x.shape
-    return _image(F.linear(_rows(x), _matrix(conv), conv.bias), b, h, w)
-
-
 # -- building blocks --------------------------------------------------------------------------
-
-
-class _NormParameters(nn.Module):
-    """Holds a LayerNorm's affine parameters (the released checkpoints nest them as ``body``)."""
-
-    def __init__(self, channels: int, with_bias: bool):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
-
-
-class LayerNorm(nn.Module):
-    """Per-pixel LayerNorm over channels (eps 1e-5). ``BiasFree`` scales without centring."""
-
-    def __init__(self, channels: int, layer_norm_type: str = "WithBias"):
-        super().__init__()
-        if layer_norm_type not in ("WithBias", "BiasFree"):
-            raise ValueError(f"LayerNorm_type must be 'WithBias' or 'BiasFree', not {layer_norm_type!r}")
-        self.body = _NormParameters(channels, with_bias=layer_norm_type == "WithBias")
-
-    def forward(self, x: Tensor) -> Tensor:
-        nhwc = x.permute(0, 2, 3, 1)
-        if self.body.bias is not None:
-            out = F.layer_norm(nhwc, (x.shape[1],), self.body.weight, self.body.bias, _LN_EPS)
-        else:
-            var = nhwc.var(dim=-1, keepdim=True, unbiased=False)
-            out = nhwc * torch.rsqrt(var + _LN_EPS) * self.body.weight
-        return out.permute(0, 3, 1, 2)
 
 
 def _sum_squares(rows: Tensor, chunk: int = 4096) -> Tensor:
@@ -142,27 +86,6 @@ class StripedLayer(nn.Module):
         return [slice(top, min(height, top + step)) for top in range(0, height, step)]
 
 
-def topk_sizes(channels: int) -> list[int]:
-    """How many entries per row each of the four sparse attention masks keeps."""
-    return [channels * num // den for num, den in _TOPK_FRACTIONS]
-
-
-def sparse_attention_mix(scores: Tensor, weights: Sequence[Tensor]) -> Tensor:
-    """``sum_i weights[i] * softmax(top-k_i of each row of scores)`` as a dense matrix.
-
-    ``scores`` is (..., C, C); mask i keeps the ``topk_sizes(C)[i]`` largest entries of each row
-    (``torch.topk``) and gives the others probability 0. One ``topk`` at the largest k gives all
-    four selections, as each is a prefix of the sorted one.
-    """
-    sizes = topk_sizes(scores.shape[-1])
-    values, index = scores.topk(max(sizes), dim=-1, largest=True, sorted=True)
-    exp = (values - values[..., :1]).exp()
-    coef = torch.zeros_like(exp)
-    for k, weight in zip(sizes, weights):
-        coef[..., :k] += weight / exp[..., :k].sum(dim=-1, keepdim=True)
-    return torch.zeros_like(scores).scatter_(-1, index, exp * coef)
-
-
 class Attention(StripedLayer):
     """Top-k sparse channel attention (TKSA): C x C attention per head over all pixels.
 
@@ -188,8 +111,8 @@ class Attention(StripedLayer):
     def _qkv_rows(self, x: Tensor, rows: slice) -> Tensor:
         """Rows (len(rows)*W, 3*dim) of qkv_dwconv(qkv(x)) for image rows ``rows`` of one image."""
         lo, hi = max(0, rows.start - 1), min(x.shape[2], rows.stop + 1)  # one row of 3x3 context
-        qkv = self.qkv_dwconv(_pointwise(x[:, :, lo:hi], self.qkv))[:, :, rows.start - lo : rows.stop - lo]
-        return _rows(qkv)
+        qkv = self.qkv_dwconv(pointwise(x[:, :, lo:hi], self.qkv))[:, :, rows.start - lo : rows.stop - lo]
+        return pixel_rows(qkv)
 
     def _mixing_matrix(self, gram: Tensor, squares: Tensor) -> Tensor:
         """(B, dim, dim) matrix ``project_out @ blockdiag(sparse attention)`` from the per-head Gram
@@ -200,8 +123,7 @@ class Attention(StripedLayer):
         scores = gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2)) * self.temperature.float()
         weights = [w.float() for w in (self.attn1, self.attn2, self.attn3, self.attn4)]
         maps = sparse_attention_mix(scores, weights)  # (B, heads, C, C)
-        proj = _matrix(self.project_out).float().unflatten(1, (heads, -1))  # (dim, heads, C)
-        return torch.einsum("ohc,bhcd->bohd", proj, maps).reshape(-1, dim, dim)
+        return fold_heads(conv_matrix(self.project_out).float(), maps)  # (B, dim, dim)
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         """Attention output for image ``x``, plus ``residual`` (same shape) if given."""
@@ -230,7 +152,7 @@ class Attention(StripedLayer):
             out = torch.baddbmm(residual.permute(0, 2, 3, 1).reshape(b, h * w, dim), v, mix)
         if self.project_out.bias is not None:
             out = out + self.project_out.bias
-        return _image(out, b, h, w)
+        return image_of_rows(out, b, h, w)
 
 
 class FeedForward(StripedLayer):
@@ -257,12 +179,11 @@ class FeedForward(StripedLayer):
 
     def _branches(self, x: Tensor, channels: slice, keep: slice) -> tuple[Tensor, Tensor]:
         """relu(dw3(y)), relu(dw5(y)) on rows ``keep`` for the channels ``channels`` of project_in(x)."""
-        b, _, h, w = x.shape
 
         def pick(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[channels]
 
-        y = _image(F.linear(_rows(x), pick(_matrix(self.project_in)), pick(self.project_in.bias)), b, h, w)
+        y = mix_channels(x, pick(conv_matrix(self.project_in)), pick(self.project_in.bias))
         n = y.shape[1]
         small = F.conv2d(y, pick(self.dwconv3x3.weight), pick(self.dwconv3x3.bias), padding=1, groups=n)
         large = F.conv2d(y, pick(self.dwconv5x5.weight), pick(self.dwconv5x5.bias), padding=2, groups=n)
@@ -297,7 +218,7 @@ class FeedForward(StripedLayer):
 
     def _stripe(self, x: Tensor, rows: slice, residual: Tensor | None) -> Tensor:
         """Output rows (len(rows)*W, dim) of one image ``x`` (1, dim, H, W) for image rows ``rows``."""
-        out_w = _matrix(self.project_out)
+        out_w = conv_matrix(self.project_out)
         out: Tensor | None = None
         column = 0
         for part, mixer in enumerate((self.dwconv3x3_1, self.dwconv5x5_1)):
@@ -308,10 +229,10 @@ class FeedForward(StripedLayer):
                 block = out_w[:, column : column + piece.shape[1]].t()
                 column += piece.shape[1]
                 if out is None:
-                    res = None if residual is None else _rows(residual[:, :, rows])
-                    out = _rows(piece) @ block if res is None else torch.addmm(res, _rows(piece), block)
+                    res = None if residual is None else pixel_rows(residual[:, :, rows])
+                    out = pixel_rows(piece) @ block if res is None else torch.addmm(res, pixel_rows(piece), block)
                 else:
-                    _accumulate(out, _rows(piece), block)
+                    accumulate(out, pixel_rows(piece), block)
         if self.project_out.bias is not None:
             out += self.project_out.bias.to(out.dtype)
         return out
@@ -321,7 +242,7 @@ class FeedForward(StripedLayer):
         b, dim, h, w = x.shape
         stripes = self.stripes(x)
         if b == 1 and len(stripes) == 1:
-            return _image(self._stripe(x, stripes[0], residual), b, h, w)
+            return image_of_rows(self._stripe(x, stripes[0], residual), b, h, w)
         out: Tensor | None = None
         for i in range(b):
             for rows in stripes:
@@ -329,22 +250,17 @@ class FeedForward(StripedLayer):
                 if out is None:
                     out = part.new_empty(b, h * w, dim)
                 out[i, rows.start * w : rows.stop * w] = part
-        return _image(out, b, h, w)
+        return image_of_rows(out, b, h, w)
 
 
-class TransformerBlock(nn.Module):
-    """``x + attn(norm1(x))``, then ``x + ffn(norm2(x))``."""
-
-    def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, layer_norm_type: str):
-        super().__init__()
-        self.norm1 = LayerNorm(dim, layer_norm_type)
-        self.attn = Attention(dim, num_heads, bias)
-        self.norm2 = LayerNorm(dim, layer_norm_type)
-        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.attn(self.norm1(x), residual=x)
-        return self.ffn(self.norm2(x), residual=x)
+def transformer_block(dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool,
+                      layer_norm_type: str) -> TransformerBlock:
+    """``x + attn(norm1(x))``, then ``x + ffn(norm2(x))``: a Restormer block with DRSformer's top-k
+    sparse attention and mixed-scale feed-forward."""
+    if layer_norm_type not in ("WithBias", "BiasFree"):
+        raise ValueError(f"LayerNorm_type must be 'WithBias' or 'BiasFree', not {layer_norm_type!r}")
+    return TransformerBlock(dim, attn=Attention(dim, num_heads, bias), ffn=FeedForward(dim, ffn_expansion_factor, bias),
+                            with_bias=layer_norm_type == "WithBias")
 
 
 # -- MEFC: mixture of experts feature compensator ---------------------------------------------
@@ -381,14 +297,12 @@ class SepConv(_Wrapped):
         """The input of the trailing 1x1 convolution (for k=1 the depthwise scales are folded)."""
         dw1, pw1, _, dw2, _ = self.op
         if dw1.kernel_size[0] == 1:
-            b, _, h, w = s.shape
-            u = F.linear(_rows(s), _matrix(pw1) * dw1.weight.flatten()).relu_()
-            return _image(u, b, h, w)
-        return dw2(_pointwise(dw1(s), pw1).relu_())
+            return mix_channels(s, conv_matrix(pw1) * dw1.weight.flatten()).relu_()
+        return dw2(pointwise(dw1(s), pw1).relu_())
 
     def tail(self) -> Tensor:
         dw2, pw2 = self.op[3], self.op[4]
-        return _matrix(pw2) * dw2.weight.flatten() if dw2.kernel_size[0] == 1 else _matrix(pw2)
+        return conv_matrix(pw2) * dw2.weight.flatten() if dw2.kernel_size[0] == 1 else conv_matrix(pw2)
 
 
 class DilConv(_Wrapped):
@@ -401,7 +315,7 @@ class DilConv(_Wrapped):
         return self.op[0](s)
 
     def tail(self) -> Tensor:
-        return _matrix(self.op[1])
+        return conv_matrix(self.op[1])
 
 
 class AvgPool3x3(nn.Module):
@@ -428,7 +342,7 @@ class OperationLayer(nn.Module):
     def forward(self, s: Tensor, weights: Tensor) -> Tensor:
         """Rows (B, H*W, C) of the layer's output; ``weights`` (B, 8) mixes the operations."""
         b, c, h, w = s.shape
-        out_w = _matrix(self._out[0])
+        out_w = conv_matrix(self._out[0])
         out: Tensor | None = None
         for j, op in enumerate(self._ops):
             tail = op.tail()
@@ -436,7 +350,7 @@ class OperationLayer(nn.Module):
             combined = block if tail is None else block @ tail  # (C, C)
             mat = (weights[:, j, None, None] * combined).transpose(1, 2)  # (B, C, C), applied on the right
             rows = op.features(s).permute(0, 2, 3, 1).reshape(b, h * w, c)
-            out = torch.bmm(rows, mat) if out is None else _accumulate(out, rows, mat)
+            out = torch.bmm(rows, mat) if out is None else accumulate(out, rows, mat)
         return out.relu_()
 
 
@@ -463,9 +377,9 @@ class GroupOLs(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        s = _pointwise(x, self.preprocess.op[0]).relu_()
+        s = pointwise(x, self.preprocess.op[0]).relu_()
         for i, layer in enumerate(self._ops):
-            s = _image(add_relu(layer(s, weights[:, i]), s.permute(0, 2, 3, 1).reshape(b, h * w, -1)), b, h, w)
+            s = image_of_rows(add_relu(layer(s, weights[:, i]), s.permute(0, 2, 3, 1).reshape(b, h * w, -1)), b, h, w)
         return s
 
 
@@ -484,25 +398,6 @@ class MEFC(nn.Module):
 # -- the network ------------------------------------------------------------------------------
 
 
-class _Resample(nn.Module):
-    """3x3 convolution then pixel (un)shuffle by 2: keys ``body.0.weight``."""
-
-    def __init__(self, channels: int, out_channels: int, shuffle: nn.Module):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, out_channels, 3, padding=1, bias=False), shuffle)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-
-def _downsample(channels: int) -> _Resample:
-    return _Resample(channels, channels // 2, nn.PixelUnshuffle(2))
-
-
-def _upsample(channels: int) -> _Resample:
-    return _Resample(channels, channels * 2, nn.PixelShuffle(2))
-
-
 class _PatchEmbed(nn.Module):
     """3x3 convolution from the image to ``dim`` channels: key ``proj.weight``."""
 
@@ -515,15 +410,16 @@ class _PatchEmbed(nn.Module):
 
 
 def _stage(n: int, dim: int, heads: int, ffn: float, bias: bool, ln: str) -> nn.Sequential:
-    return nn.Sequential(*[TransformerBlock(dim, heads, ffn, bias, ln) for _ in range(n)])
+    return nn.Sequential(*[transformer_block(dim, heads, ffn, bias, ln) for _ in range(n)])
 
 
 def _fuse_reduce(up: Tensor, skip: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(cat(up, skip))`` for a 1x1 ``conv``, without building the concatenation."""
-    b, c, h, w = up.shape
-    weight = _matrix(conv)
-    out = F.linear(_rows(up), weight[:, :c], conv.bias)
-    return _image(_accumulate(out, _rows(skip), weight[:, c:].t()), b, h, w)
+    c = up.shape[1]
+    weight = conv_matrix(conv)
+    out = mix_channels(up, weight[:, :c], conv.bias)
+    accumulate(pixel_rows(out), pixel_rows(skip), weight[:, c:].t())  # pixel_rows(out) is a view of out
+    return out
 
 
 class DRSformer(nn.Module):
@@ -548,19 +444,19 @@ class DRSformer(nn.Module):
         if mefc:
             self.encoder_level0 = MEFC(dim)
         self.encoder_level1 = _stage(num_blocks[0], dim, heads[0], ffn, bias, ln)
-        self.down1_2 = _downsample(dim)
+        self.down1_2 = Downsample(dim)
         self.encoder_level2 = _stage(num_blocks[1], dim * 2, heads[1], ffn, bias, ln)
-        self.down2_3 = _downsample(dim * 2)
+        self.down2_3 = Downsample(dim * 2)
         self.encoder_level3 = _stage(num_blocks[2], dim * 4, heads[2], ffn, bias, ln)
-        self.down3_4 = _downsample(dim * 4)
+        self.down3_4 = Downsample(dim * 4)
         self.latent = _stage(num_blocks[3], dim * 8, heads[3], ffn, bias, ln)
-        self.up4_3 = _upsample(dim * 8)
+        self.up4_3 = Upsample(dim * 8)
         self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)
         self.decoder_level3 = _stage(num_blocks[2], dim * 4, heads[2], ffn, bias, ln)
-        self.up3_2 = _upsample(dim * 4)
+        self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=bias)
         self.decoder_level2 = _stage(num_blocks[1], dim * 2, heads[1], ffn, bias, ln)
-        self.up2_1 = _upsample(dim * 2)
+        self.up2_1 = Upsample(dim * 2)
         self.decoder_level1 = _stage(num_blocks[0], dim * 2, heads[0], ffn, bias, ln)
         if mefc:
             self.refinement = MEFC(dim * 2)
