@@ -49,8 +49,12 @@ def mix_channels(
     """
     n, c, h, w = x.shape
     o = matrix.shape[-2]
-    pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for channels-last x
     weight = matrix.transpose(-1, -2)
+    if residual is None and matrix.dim() == 2:  # one (N*H*W) x C product, the bias added by it
+        rows = pixel_rows(x)
+        y = torch.mm(rows, weight) if bias is None else torch.addmm(bias, rows, weight)
+        return image_of_rows(y, n, h, w)
+    pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view for channels-last x
     if residual is None:
         y = torch.matmul(pixels, weight)
         if bias is not None:
