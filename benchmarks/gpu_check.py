@@ -98,11 +98,10 @@ class Sizes:
 
 def contract_runner(module, contract, dtype):
     """A callable running ``module`` under its input contract: RGB [0, 1] N x 3 x H x W on the
-    module's device -> the same, unclamped. Today derain_cli.models.runner.ModelRunner; if the
-    package renames it (e.g. models.load_model / LoadedModel), this is the line to change."""
-    from derain_cli.models.runner import ModelRunner
+    module's device -> the same, unclamped (derain_cli.models.LoadedModel)."""
+    from derain_cli.models import LoadedModel
 
-    runner = ModelRunner(module, contract, dtype)
+    runner = LoadedModel(module, contract, dtype=dtype)
     return _StillClip(runner) if getattr(contract, "is_video", False) else runner
 
 

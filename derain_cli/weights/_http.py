@@ -115,29 +115,30 @@ def _http_attempt(session, url: str, dest: Path, have: int, bar, expected_size: 
         if status not in (200, 206):
             raise DownloadError(f"cannot download {url}: HTTP {status} {resp.reason}", status=status)
         length = resp.headers.get("Content-Length")
+        size: int | None
         if status == 206:
-            found = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
-            if not found or int(found.group(1)) != have:
+            span = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
+            if not span or int(span.group(1)) != have:
                 dest.write_bytes(b"")
                 raise _Transient("the server resumed at the wrong offset")
-            total = int(found.group(2)) if found.group(2) != "*" else None
+            size = int(span.group(2)) if span.group(2) != "*" else None
             mode = "ab"
         else:
             have = 0
-            total = int(length) if length else None
+            size = int(length) if length else None
             mode = "wb"
-        total = total or expected_size
+        size = size or expected_size
         # Keep the bytes of a body cut short (urllib3 would drop its last partial read); the size
         # check below notices the shortfall and the next attempt resumes after those bytes.
         resp.raw.enforce_content_length = False
-        bar.reset(total=total)
+        bar.reset(total=size)
         bar.update(have)
         with open(dest, mode) as fh:
             for chunk in resp.iter_content(_CHUNK):
                 fh.write(chunk)
                 bar.update(len(chunk))
         got = dest.stat().st_size
-        if total is not None and got < total:
-            raise _Transient(f"connection closed after {got} of {total} bytes")
+        if size is not None and got < size:
+            raise _Transient(f"connection closed after {got} of {size} bytes")
 
 

@@ -15,6 +15,13 @@ from torch import nn
 from .conv import recording_grad
 
 
+def _wrapped_conv(seq: nn.Sequential) -> nn.Conv2d:
+    """The convolution inside one of the checkpoints' ``nn.Sequential`` wrappers."""
+    conv = seq[0]
+    assert isinstance(conv, nn.Conv2d)
+    return conv
+
+
 class ConvLSTMGates:
     """The four gate convolutions of a convolutional LSTM, applied as one fused convolution.
 
@@ -26,7 +33,7 @@ class ConvLSTMGates:
     def __init__(self, conv_i: nn.Sequential, conv_f: nn.Sequential, conv_g: nn.Sequential,
                  conv_o: nn.Sequential):
         # Order i, f, o, g: the three sigmoid gates are contiguous.
-        self.convs = [conv_i[0], conv_f[0], conv_o[0], conv_g[0]]
+        self.convs = [_wrapped_conv(seq) for seq in (conv_i, conv_f, conv_o, conv_g)]
 
     def step(self, parts: Sequence[torch.Tensor | None], c: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,12 +42,13 @@ class ConvLSTMGates:
         ``c`` is the previous cell state (``None``: zeros). Returns the new ``(h, c)``.
         """
         weight = torch.cat([conv.weight for conv in self.convs])
-        bias = torch.cat([conv.bias for conv in self.convs])
+        bias = torch.cat([conv.bias for conv in self.convs if conv.bias is not None])
         width = weight.shape[1] // len(parts)
         present = [k for k, p in enumerate(parts) if p is not None]
         if len(present) < len(parts):  # zero inputs contribute nothing: drop their weights
             weight = torch.cat([weight[:, k * width:(k + 1) * width] for k in present], dim=1)
-        z = torch.cat([parts[k] for k in present], dim=1) if len(present) > 1 else parts[present[0]]
+        inputs = [p for p in parts if p is not None]
+        z = torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0]
         gates = F.conv2d(z, weight, bias, padding=1)
         n = weight.shape[0] // 4
         if recording_grad(gates) or (c is not None and recording_grad(c)):
@@ -69,8 +77,12 @@ class ConvGRU(nn.Module):
 
     def __init__(self, channel: int):
         super().__init__()
-        for name in ("conv_xz", "conv_xr", "conv_xn", "conv_hz", "conv_hr", "conv_hn"):
-            setattr(self, name, nn.Conv2d(channel, channel, 3, padding=1))
+        self.conv_xz = nn.Conv2d(channel, channel, 3, padding=1)
+        self.conv_xr = nn.Conv2d(channel, channel, 3, padding=1)
+        self.conv_xn = nn.Conv2d(channel, channel, 3, padding=1)
+        self.conv_hz = nn.Conv2d(channel, channel, 3, padding=1)
+        self.conv_hr = nn.Conv2d(channel, channel, 3, padding=1)
+        self.conv_hn = nn.Conv2d(channel, channel, 3, padding=1)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         if h is None:
