@@ -47,3 +47,10 @@ class VideoError(DerainError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+def one_line(error: BaseException | str, limit: int = 160) -> str:
+    """An error's text on one line (whitespace collapsed), cut to ``limit`` characters: for
+    quoting a library's exception inside our own one-line messages."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

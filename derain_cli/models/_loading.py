@@ -21,12 +21,11 @@ from typing import Any
 import torch
 
 from .. import weights
-from ..errors import DerainError, ModelError, WeightsError
+from ..errors import DerainError, ModelError, WeightsError, one_line
 from ._contract import Contract
 from ._registry import REGISTRY, ModelEntry, ResolvedModel, default_model_name
 from ._runner import product_forward
 from .formats import checkpoint_format, read_checkpoint
-from .formats.checkpoint import short
 from .formats.safetensors_io import read_metadata, save_state_dict
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +133,7 @@ def read_state_dict(model: ResolvedModel, path: str | Path) -> dict:
         except DerainError:
             raise
         except Exception as e:
-            raise WeightsError(f"{path}: cannot convert it for {model.name}: {short(e)}") from e
+            raise WeightsError(f"{path}: cannot convert it for {model.name}: {one_line(e)}") from e
     return model.adapter(read_checkpoint(path))
 
 
@@ -238,7 +237,7 @@ def _converter(model: ResolvedModel) -> weights.Converter | None:
         try:
             state = _run_importer(model, file)
         except Exception as e:
-            raise WeightsError(f"cannot import {file} as {model.name}: {short(e)}") from e
+            raise WeightsError(f"cannot import {file} as {model.name}: {one_line(e)}") from e
         save_state_dict(state, out)
         return f"converted to safetensors by the {model.arch} importer"
 

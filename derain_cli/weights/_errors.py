@@ -24,8 +24,3 @@ class OfflineError(WeightsError):
 class ManualDownloadRequired(WeightsError):
     """The weights must be fetched by hand and imported; str() holds the instructions."""
 
-
-def short(e: BaseException, limit: int = 160) -> str:
-    """An exception's text on one line, cut to ``limit`` characters."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..errors import one_line
 from ._errors import DownloadError
-from ._errors import short as _short
 
 # HTTP time-outs in seconds: (connect, read between two packets).
 TIMEOUT = (10.0, 60.0)
@@ -48,7 +48,7 @@ def _reason(e: BaseException) -> str:
         return found.group(1).strip()
     if isinstance(e, requests.exceptions.ChunkedEncodingError):
         return "connection broken"
-    return _short(e)
+    return one_line(e)
 
 
 def http_download(
@@ -97,7 +97,7 @@ def http_download(
                     ) from e
                 retry.sleep(retry.delay(failures))
             except requests.RequestException as e:  # a malformed URL, too many redirects, ...
-                raise DownloadError(f"cannot download {url}: {_short(e)}") from e
+                raise DownloadError(f"cannot download {url}: {one_line(e)}") from e
 
 
 def _http_attempt(session, url: str, dest: Path, have: int, bar, expected_size: int | None) -> None:

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ...errors import WeightsError
+from ...errors import WeightsError, one_line
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -58,7 +58,7 @@ def read_checkpoint(path: Path | str, name: Path | str | None = None) -> Any:
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:
-            raise WeightsError(f"{name}: not a readable safetensors file ({short(e)})") from e
+            raise WeightsError(f"{name}: not a readable safetensors file ({one_line(e)})") from e
     import pickle
 
     import torch
@@ -88,10 +88,5 @@ def _torch_reason(e: BaseException) -> str:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
     text = " ".join(text.split())
     first = re.split(r"(?<=[a-z0-9])\. ", text, maxsplit=1)[0].rstrip(".")
-    return short(first) if first else type(e).__name__
+    return one_line(first) if first else type(e).__name__
 
-
-def short(e: BaseException | str, limit: int = 160) -> str:
-    """An exception's text on one line, cut to ``limit`` characters."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
