@@ -1,6 +1,7 @@
 """Conversions between the product's images and a network's input contract.
 
-The product's images are float tensors N x 3 x H x W, RGB, in [0, 1]. A network may want BGR,
+The product's images are float tensors N x 3 x H x W, RGB, in [0, 1] (a video model's clips:
+N x 3 x T x H x W, every frame padded and cropped alike). A network may want BGR,
 another value range, or H and W padded to a multiple; its forward may return several tensors.
 ``product_forward`` converts a product image into what the authors' forward expects, picks the
 result out of the forward's return value, and converts it back (crop, range, channel order). It
@@ -39,7 +40,14 @@ def from_model_space(y: torch.Tensor, contract: Contract) -> torch.Tensor:
 
 
 def pad_to_multiple(x: torch.Tensor, contract: Contract) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Pad H and W up to the contract's size multiple and minimum size; return (padded, (l, r, t, b))."""
+    """Pad H and W up to the contract's size multiple and minimum size; return (padded, (l, r, t, b)).
+
+    ``x`` is N x C x H x W, or a clip N x C x T x H x W whose frames are padded alike.
+    """
+    if x.dim() == 5:  # fold the frames into the channels: F.pad pads the last two axes of a 4-d tensor
+        n, c, t = x.shape[:3]
+        padded, pad = pad_to_multiple(x.reshape(n, c * t, *x.shape[-2:]), contract)
+        return padded.reshape(n, c, t, *padded.shape[-2:]), pad
     h, w = x.shape[-2:]
     m = max(1, contract.size_multiple)
     th = max(-(-h // m) * m, -(-contract.min_size // m) * m)

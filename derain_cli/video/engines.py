@@ -160,25 +160,10 @@ class ClipEngine:
         return y.clamp_(0, 1).reshape(3, frames, height, width).permute(1, 2, 3, 0).numpy()
 
     def _forward_folded(self, x):
-        """(1, 3*T, h, w) in the product's RGB [0, 1] -> same, through the network's contract."""
-        import torch
-
-        from ..models.runner import pad_to_multiple, select_output
-
-        runner, contract = self.runner, self.contract
+        """(1, 3*T, h, w) in the product's RGB [0, 1] -> same, through the network's contract
+        (``LoadedModel`` takes the clip N x 3 x T x h x w)."""
         n, ct, h, w = x.shape
-        device = runner.device
-        z = runner.to_model_space(x.to(device=device, dtype=torch.float32).reshape(n, 3, ct // 3, h, w))
-        z, (left, _right, top, _bottom) = pad_to_multiple(z.reshape(n, ct, h, w), contract)
-        z = z.reshape(n, 3, ct // 3, *z.shape[-2:])
-        with torch.inference_mode():
-            if runner.dtype != torch.float32 and device.type in ("cuda", "mps"):
-                with torch.autocast(device_type=device.type, dtype=runner.dtype):
-                    outputs = runner.module(z)
-            else:
-                outputs = runner.module(z)
-            y = select_output(outputs, contract, z).float()[..., top : top + h, left : left + w]
-            return runner.from_model_space(y).reshape(n, ct, h, w)
+        return self.runner(x.reshape(n, 3, ct // 3, h, w)).reshape(n, ct, h, w)
 
     def run(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
         """(frame, derained float32 H x W x 3) for every frame, in order, chunk by chunk."""

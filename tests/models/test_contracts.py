@@ -1,9 +1,10 @@
 """Every registered architecture, driven by the registry: its contract is sane and honoured.
 
 A new architecture is covered here without new test code: it is built from its default
-configuration (random weights, fixed seed), an odd-sized random image goes through ``LoadedModel``
-in float32, and the result must have the input's size, finite values, and agree between the
-inference path (in-place shortcuts, no autograd) and the training path (autograd).
+configuration (random weights, fixed seed), an odd-sized random image (for a video model: a clip
+of three such frames) goes through ``LoadedModel`` in float32, and the result must have the
+input's size, finite values, and agree between the inference path (in-place shortcuts, no
+autograd) and the training path (autograd).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ HEIGHT, WIDTH = 37, 45
 
 def test_the_registry_holds_every_builtin_architecture():
     assert {"derainlite", "prenet", "brn", "drn", "rescan", "sapnet", "vrgnet", "jorder-e", "hct-ffn",
-            "glgfn", "drsformer", "dcsfn", "mspfn", "plnlin"} <= set(ARCHITECTURES)
+            "glgfn", "drsformer", "dcsfn", "mspfn", "plnlin", "s2vd"} <= set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -42,6 +43,10 @@ def test_contract_fields_are_sane(arch):
         assert c.tile % c.size_multiple == 0, "tiles should not need padding"
     assert isinstance(c.half_precision, bool) and isinstance(c.global_context, bool)
     assert isinstance(c.bytes_per_pixel, int) and c.bytes_per_pixel > 0
+    if c.is_video:  # chunks must keep some frames after dropping the context on both sides
+        assert isinstance(c.frames, int) and c.frame_overlap >= 0 and c.frames > 2 * c.frame_overlap
+    else:
+        assert c.frame_overlap == 0
     assert a.name == arch and a.name == a.name.lower() and a.title
     assert a.default_variant is None or models.resolve(arch).variant == a.default_variant
 
@@ -51,7 +56,8 @@ def test_a_product_image_goes_through_the_contract(arch):
     a = REGISTRY.architecture(arch)
     torch.manual_seed(0)
     net = LoadedModel(models.build(arch).eval(), a.contract)
-    x = torch.rand(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
+    shape = (1, 3, 3, HEIGHT, WIDTH) if a.contract.is_video else (1, 3, HEIGHT, WIDTH)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
 
     y = net(x)
     assert y.shape == x.shape and y.dtype == torch.float32

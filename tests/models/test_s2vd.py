@@ -16,8 +16,7 @@ import torch
 
 from derain_cli import models
 from derain_cli.errors import ModelError, UsageError
-from derain_cli.models import REGISTRY
-from derain_cli.models.runner import ModelRunner
+from derain_cli.models import REGISTRY, LoadedModel
 from derain_cli.video.engines import ClipEngine, iter_chunks
 from tests.conftest import shared_path
 from tests.models.golden import max_diff
@@ -34,7 +33,7 @@ def s2vd(golden):
     """The registered model, with the real file loaded strictly through the registry's adapter."""
     model = REGISTRY.resolve("s2vd:ntu")
     assert model.source.sha256 == golden["sha256"]
-    return model, models.load_from_file(model, shared_path("weights", golden["file"]))
+    return model, models.load_model(model, path=shared_path("weights", golden["file"])).module
 
 
 def test_registered_like_the_other_peers(golden):
@@ -70,7 +69,7 @@ def test_raw_forward_matches_the_authors(golden, s2vd):
 @pytest.mark.slow
 def test_chunked_procedure_matches_the_authors(golden, s2vd):
     model, net = s2vd
-    engine = ClipEngine(ModelRunner(net, model.contract), tile=0)
+    engine = ClipEngine(LoadedModel(net, model.contract), tile=0)
     clip = golden["clip_input"][0].permute(1, 2, 3, 0).numpy()  # T x H x W x 3
     outputs = []
     for window, keep_from, keep_to in iter_chunks(list(clip), engine.chunk, engine.overlap):
@@ -83,8 +82,8 @@ def test_spatial_tiles_agree_with_the_whole_frame(golden, s2vd):
     """Tiling a clip in space (every tile carrying all frames) changes the result only slightly."""
     model, net = s2vd
     clip = golden["input"][0, :, :3].permute(1, 2, 3, 0).numpy()  # 3 frames of 96 x 128
-    whole = ClipEngine(ModelRunner(net, model.contract), tile=0).derain_clip(clip)
-    tiled_engine = ClipEngine(ModelRunner(net, model.contract), tile=96, tile_overlap=32)
+    whole = ClipEngine(LoadedModel(net, model.contract), tile=0).derain_clip(clip)
+    tiled_engine = ClipEngine(LoadedModel(net, model.contract), tile=96, tile_overlap=32)
     tiled = tiled_engine.derain_clip(clip)
     assert tiled_engine.tile == 96 and tiled.shape == whole.shape
     mse = float(np.mean((whole - tiled) ** 2))
