@@ -7,7 +7,7 @@ configuration can be timed before it is trained:
     .venv/bin/python scripts/time_derainlite.py [--config '{"channels": 32, "max_channels": 128}']
                                                 [--size 4000x3000] [--tile 1024] [--threads 2] [--repeat 1]
 
-It runs the network the way ``derain`` does (ModelRunner + run_tiled with the model's suggested
+It runs the network the way ``derain`` does (LoadedModel + run_tiled with the model's suggested
 tile) and prints the parameters, the float32/float16 weight sizes and the wall and CPU time of each
 repeat (on a shared machine, compare CPU times, or wall times measured back to back).
 """
@@ -37,7 +37,6 @@ def main() -> int:
     import torch
 
     from derain_cli import models
-    from derain_cli.models.runner import ModelRunner
     from derain_cli.tiling import run_tiled
 
     torch.set_num_threads(args.threads)
@@ -50,7 +49,7 @@ def main() -> int:
     tile = args.tile if args.tile is not None else architecture.contract.tile
     w, h = (int(v) for v in args.size.lower().split("x"))
     x = torch.rand(1, 3, h, w)
-    runner = ModelRunner(module, architecture.contract)
+    runner = models.LoadedModel(module, architecture.contract)
     print(f"derainlite {json.dumps(config)}: {params:,} parameters, {params * 4 / 1e6:.2f} MB float32, "
           f"{params * 2 / 1e6:.2f} MB float16; {w}x{h}, tile {tile}, {args.threads} thread(s)", flush=True)
     for i in range(args.repeat):
