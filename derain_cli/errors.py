@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 
 
@@ -24,6 +25,31 @@ class ImageError(DerainError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class OutputError(ImageError):
+    """An output file or folder cannot be written.
+
+    `errno` is the operating system's reason where there is one. When it is a reason that every
+    other output would meet too (no permission, a full disk or quota, a read-only file system),
+    `repeats` is True and a run stops there instead of deraining the rest only to fail their writes.
+    """
+
+    REPEATING = frozenset(code for code in (_errno.EACCES, _errno.ENOSPC, _errno.EROFS,
+                                            getattr(_errno, "EDQUOT", None)) if code is not None)
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, errno: int | None = None):
+        super().__init__(path, problem)
+        self.errno = errno
+
+    @classmethod
+    def from_os_error(cls, path: str | os.PathLike[str], what: str, exc: OSError) -> OutputError:
+        """`path: <what> (<the system's reason>)`, keeping its errno."""
+        return cls(path, f"{what} ({exc.strerror or exc})", exc.errno)
+
+    @property
+    def repeats(self) -> bool:
+        return self.errno in self.REPEATING
 
 
 class ModelError(DerainError):

@@ -47,3 +47,28 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_writing_into_a_missing_folder_names_the_folder(tmp_path):
     with pytest.raises(ImageError, match=r"cannot write: folder .*missing does not exist"):
         atomic_write_bytes(tmp_path / "missing" / "report.json", b"{}")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file locks")
+def test_stale_temporary_files_are_removed_but_not_those_being_written(tmp_path):
+    """A temporary file of a killed writer goes; one that a live writer holds stays."""
+    from derain_cli._atomic import remove_stale_temps
+
+    stale = tmp_path / ".a.png.0a1b2c3d.tmp"
+    stale.write_bytes(b"half")
+    other = [tmp_path / ".a.png.tmp", tmp_path / "a.png.0a1b2c3d.tmp", tmp_path / ".a.txt.0a1b2c3d.tmp"]
+    for path in other:
+        path.write_bytes(b"not ours")
+    seen = []
+
+    def write_slowly(f):
+        (live,) = [p for p in tmp_path.iterdir() if p.name.startswith(".b.png.")]
+        seen.append(live)
+        assert remove_stale_temps(tmp_path, {".png"}) == [stale]  # not the one this writer holds
+        assert live.exists()
+        f.write(b"done")
+
+    atomic_write(tmp_path / "b.png", write_slowly)
+    assert (tmp_path / "b.png").read_bytes() == b"done" and len(seen) == 1
+    assert remove_stale_temps(tmp_path, {".png"}) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in other] + ["b.png"])
