@@ -18,7 +18,7 @@ import typer
 
 from .. import __version__, settings
 from . import models, process, train, video
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, handle_errors
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code_of, handle_errors
 from ._help import DerainCommand, DerainGroup, RootGroup
 from ._output import Output
 
@@ -95,7 +95,8 @@ def _root(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point: returns the exit code (0 ok, 1 failures, 2 usage, 130 interrupted)."""
+    """Console-script entry point: returns the exit code (0 ok, 1 failures, 2 usage, 130 interrupted,
+    143 SIGTERM, 129 SIGHUP)."""
     settings.prefer_passive_openmp_wait()  # before torch is imported; the user's own setting wins
     try:
         app(args=argv, prog_name="derain")
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code is None:
             return EXIT_OK
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
-    except KeyboardInterrupt:  # between parsing and a command's own handler
+    except KeyboardInterrupt as exc:  # between parsing and a command's own handler
         Output().error("interrupted")
-        return EXIT_INTERRUPTED
+        return exit_code_of(exc)
     return EXIT_OK

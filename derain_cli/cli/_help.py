@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from typer.core import TyperCommand, TyperGroup
 
 from .. import settings
-from ._errors import handle_errors
+from ._errors import handle_errors, signals_stop_like_ctrl_c
 from ._output import Output
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class DerainCommand(TyperCommand):
                     formatter.write_dl(rows)
 
     def invoke(self, ctx: Context) -> Any:
-        with handle_errors(Output(verbose=bool(ctx.params.get("verbose", False)))):
+        with signals_stop_like_ctrl_c(), handle_errors(Output(verbose=bool(ctx.params.get("verbose", False)))):
             return super().invoke(ctx)
 
 
