@@ -33,7 +33,8 @@ class Derainer(Engine):
     precision: ``auto`` (fp32 on CPU, bf16/fp16 on a GPU for models that allow it), ``fp32``,
         ``fp16`` or ``bf16``.
     tile: ``auto`` (from free memory and the model's suggestion), 0 (whole image) or a size in pixels.
-    tile_overlap: pixels shared by neighbouring tiles, blended smoothly.
+    tile_overlap: pixels shared by neighbouring tiles, blended smoothly; less than half of a fixed
+        `tile` (None: 32, or the most a small fixed tile allows).
     threads: CPU threads (default: DERAIN_THREADS, else the number of cores, at most 8).
     progress: show a progress bar while weights download.
     max_pixels: files larger than this are refused before decoding (None: no limit).
@@ -45,7 +46,7 @@ class Derainer(Engine):
         device: str = "auto",
         precision: str = "auto",
         tile: str | int | None = "auto",
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         threads: int | None = None,
         progress: bool = False,
         max_pixels: int | None = imaging.DEFAULT_MAX_PIXELS,

@@ -24,6 +24,17 @@ from .pipeline import iter_images
 
 
 @dataclass
+class BenchStep:
+    """How far a benchmark is: a model being loaded (``image`` None), or one more image done."""
+
+    model: str
+    done: int  # images this model has done
+    total: int
+    image: str | None = None
+    seconds: float | None = None
+
+
+@dataclass
 class Pairing:
     pairs: list[tuple[Path, Path]]
     unmatched_inputs: list[Path] = field(default_factory=list)
@@ -79,9 +90,12 @@ def benchmark(
     precision: str = "auto",
     tile="auto",
     max_pixels: int | None = imaging.DEFAULT_MAX_PIXELS,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[BenchStep], None] | None = None,
 ) -> dict:
-    """Score the rainy inputs and every model against the ground truth; returns the JSON report."""
+    """Score the rainy inputs and every model against the ground truth; returns the JSON report.
+
+    `on_progress` hears when each model starts loading and when each image is done.
+    """
     from .metrics import CONVENTIONS, score, to_uint8
 
     if convention not in CONVENTIONS:
@@ -90,7 +104,7 @@ def benchmark(
     pairing = pair_images(input_dir, gt_dir, pair)
     if not pairing.pairs:
         raise UsageError(f"no input in {input_dir} has a ground truth in {gt_dir} (try --pair sorted)")
-    say = on_progress or (lambda _msg: None)
+    say = on_progress or (lambda _step: None)
 
     loaded = []
     for src, gt_path in pairing.pairs:
@@ -119,13 +133,12 @@ def benchmark(
         if name.lower() == "none":
             continue
         engine = Engine(name, device=device, precision=precision, tile=tile)
-        say(f"loading {engine.name}")
+        say(BenchStep(engine.name, 0, len(loaded)))
         engine.load()
         _warm_up(engine)
         per_image, total_seconds, total_mp = [], 0.0, 0.0
         with PeakMemory(engine.device) as peak:
             for src, rainy, gt8 in loaded:
-                say(f"{engine.name}: {src.name}")
                 start = time.perf_counter()
                 out = engine.derain_rgb(rainy.rgb, prefer_whole=True)
                 _sync(engine.device)
@@ -134,6 +147,7 @@ def benchmark(
                 total_mp += rainy.rgb.shape[0] * rainy.rgb.shape[1] / 1e6
                 p, s = score(to_uint8(out), gt8, convention)
                 per_image.append({"name": src.name, "psnr": p, "ssim": s, "seconds": round(seconds, 4)})
+                say(BenchStep(engine.name, len(per_image), len(loaded), src.name, seconds))
                 if save_dir:
                     folder = Path(save_dir) / engine.name.replace(":", "_")
                     folder.mkdir(parents=True, exist_ok=True)

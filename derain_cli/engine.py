@@ -22,6 +22,9 @@ from .quantise import quantise
 if TYPE_CHECKING:
     from .models import LoadedModel
 
+#: Pixels shared by neighbouring tiles unless told otherwise.
+DEFAULT_OVERLAP = 32
+
 
 class Engine:
     """A deraining model ready to run on arrays and in-memory images.
@@ -33,7 +36,8 @@ class Engine:
     precision: ``auto`` (fp32 on CPU, bf16/fp16 on a GPU for models that allow it), ``fp32``,
         ``fp16`` or ``bf16``.
     tile: ``auto`` (from free memory and the model's suggestion), 0 (whole image) or a size in pixels.
-    tile_overlap: pixels shared by neighbouring tiles, blended smoothly.
+    tile_overlap: pixels shared by neighbouring tiles, blended smoothly; less than half of a fixed
+        `tile` (None: 32, or the most a small fixed tile allows).
     threads: CPU threads (default: DERAIN_THREADS, else the number of cores, at most 8).
     progress: show a progress bar while weights download.
     """
@@ -44,7 +48,7 @@ class Engine:
         device: str = "auto",
         precision: str = "auto",
         tile: str | int | None = "auto",
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         threads: int | None = None,
         progress: bool = False,
     ):
@@ -57,9 +61,7 @@ class Engine:
             configure_threads(threads)
         self.dtype = choose_dtype(precision, self.device, self.model.contract.half_precision)
         self.tile = self._check_tile(tile)
-        if tile_overlap < 0:
-            raise UsageError("--tile-overlap must be >= 0")
-        self.tile_overlap = tile_overlap
+        self.tile_overlap = self._check_overlap(tile_overlap, self.tile)
         self.progress = progress
         #: The tile size the last derain_rgb call used (None: the whole image in one pass).
         self.last_tile: int | None = None
@@ -82,6 +84,21 @@ class Engine:
         if tile < 0:
             raise UsageError("--tile must be auto, 0 (whole image) or a positive size")
         return tile
+
+    @staticmethod
+    def _check_overlap(overlap: int | None, tile: str | int) -> int:
+        """The overlap in pixels: less than half a fixed tile, so that tiles advance by more than
+        half their size (an overlap of half a tile or more would run every pixel 4 times or more).
+        """
+        fixed = tile if isinstance(tile, int) and tile > 0 else None
+        if overlap is None:
+            return DEFAULT_OVERLAP if fixed is None else min(DEFAULT_OVERLAP, (fixed - 1) // 2)
+        if overlap < 0:
+            raise UsageError("--tile-overlap must be >= 0")
+        if fixed is not None and 2 * overlap >= fixed:
+            raise UsageError(f"--tile-overlap {overlap} must be less than half of --tile {fixed} "
+                             f"(at most {(fixed - 1) // 2})")
+        return overlap
 
     # -- model ---------------------------------------------------------------------------------
     @property

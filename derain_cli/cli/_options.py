@@ -28,7 +28,9 @@ PrecisionOpt = typer.Option("auto", "--precision", metavar="auto|fp32|fp16|bf16"
                             help="auto: fp32 on CPU, bf16/fp16 on a GPU where the model allows it.")
 TileOpt = typer.Option("auto", "--tile", metavar="auto|0|N",
                        help="Tile size in pixels for large images; 0 = whole image; auto = from free memory.")
-OverlapOpt = typer.Option(32, "--tile-overlap", metavar="N", help="Pixels shared by neighbouring tiles (blended).")
+OverlapOpt = typer.Option(None, "--tile-overlap", metavar="N",
+                          help="Pixels shared by neighbouring tiles (blended); less than half of --tile "
+                               "(default 32, or less for small tiles).")
 FormatOpt = typer.Option("same", "--format", metavar="same|jpg|png|webp|tiff", help="Output file format.")
 QualityOpt = typer.Option(None, "--quality", min=1, max=100, metavar="N",
                           help="JPEG/WebP quality (default 95).")

@@ -8,6 +8,7 @@ command runs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,14 +44,15 @@ from ._output import Output, json_safe, number_text
 
 if TYPE_CHECKING:
     from ..api import Derainer, FileResult, FolderReport
+    from ..bench import BenchStep
     from ..distributed import RayBatch
 
 
 def run(
     files: list[Path] = typer.Argument(..., metavar="FILE", help="Images to derain."),
-    output: Path | None = typer.Option(None, "-o", "--output", metavar="PATH",
-                                       help="Output file (one input), or folder (several inputs, or a name "
-                                            "without an extension; created if needed)."),
+    output: str | None = typer.Option(None, "-o", "--output", metavar="PATH",
+                                      help="Output file (one input), or folder (several inputs, a name "
+                                           "ending in / or without an extension; created if needed)."),
     gt: Path | None = typer.Option(None, "--gt", metavar="GT_FILE",
                                    help="Ground truth: print PSNR/SSIM of input and output against it."),
     metric: str = MetricOpt,
@@ -58,11 +60,12 @@ def run(
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     tile: str = TileOpt,
-    tile_overlap: int = OverlapOpt,
+    tile_overlap: int | None = OverlapOpt,
     fmt: str = FormatOpt,
     quality: int | None = QualityOpt,
-    suffix: str = typer.Option("_derained", "--suffix", metavar="TEXT",
-                               help="Added to the file name of outputs written beside inputs."),
+    suffix: str | None = typer.Option(None, "--suffix", metavar="TEXT",
+                                      help="Added to output file names (default: _derained in the input's own "
+                                           "folder, nothing in another -o folder)."),
     overwrite: bool = OverwriteOpt,
     compare: str = CompareOpt,
     compare_dir: Path | None = CompareDirOpt,
@@ -75,9 +78,12 @@ def run(
     """Derain one or more image files (the default command: `derain FILE...`).
 
     Each output is written next to its input as NAME_derained.EXT unless -o says otherwise; inputs
-    are never overwritten. EXIF, ICC profile and XMP are kept.
+    are never overwritten, and inputs that are outputs of derain (a_derained.jpg beside a.jpg)
+    are skipped. EXIF, ICC profile and XMP are kept.
     """
+    from ..errors import OutputError
     from ..imaging.formats import FORMAT_CHOICES
+    from ..pipeline import DEFAULT_SUFFIX, check_plan, prepare_outputs, stopped
 
     out = Output(quiet, verbose, as_json)
     fmt = check_choice("--format", fmt, FORMAT_CHOICES)
@@ -85,19 +91,34 @@ def run(
     metric = check_choice("--metric", metric, METRIC_CHOICES)
     if gt is not None and len(files) > 1:
         raise typer.BadParameter("--gt takes one ground-truth file, so give one input", param_hint="--gt")
+    if gt is not None and not gt.is_file():
+        raise typer.BadParameter(f"{gt}: {'is a folder' if gt.is_dir() else 'no such file'}", param_hint="--gt")
     for path in files:
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; use `derain batch {path} --out OUT_DIR`")
-    targets = _output_paths(files, output, fmt)
-    derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels)
-    failed = 0
-    for src, dst in zip(files, targets):
+    pairs, named_from_input = _output_paths(files, output, fmt, suffix)
+    derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels, load=False)
+    plan = check_plan(pairs, (suffix if suffix is not None else DEFAULT_SUFFIX) if named_from_input else None)
+    for result in plan.collisions.values():  # before anything runs
+        _report_file(out, result)
+    prepare_outputs({dst.parent for src, dst in plan.todo if src.exists()}, plan.todo)
+    if plan.todo:
+        derainer.load()  # missing weights: one clear error before any file is touched
+    failed, left, todo = len(plan.collisions), len(plan.todo), set(plan.todo)
+    for src, dst in dict.fromkeys(pairs):
+        if src in plan.own_outputs:
+            _report_file(out, plan.own_output_result(src))
+        if (src, dst) not in todo:  # an output of derain, a collision (reported above), or listed twice
+            continue
+        todo.discard((src, dst))
+        left -= 1
         bar = _TileProgress(not quiet and not as_json and sys.stderr.isatty(), src.name)
         try:
-            result = derainer.derain_file(src, dst, format=fmt,
-                                          quality=quality, suffix=suffix, overwrite=overwrite,
+            result = derainer.derain_file(src, dst, format=fmt, quality=quality, overwrite=overwrite,
                                           compare=compare, compare_dir=compare_dir, gt=gt,
                                           convention=metric, tile_progress=bar)
+        except OutputError as exc:
+            raise stopped(exc, left) from None
         finally:
             bar.close()
         _report_file(out, result)
@@ -108,36 +129,50 @@ def run(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _make_derainer(out: Output, model: str | None, device: str, precision: str, tile: str, overlap: int,
-                   threads: int | None, max_pixels: int | None) -> Derainer:
-    """A loaded model, or a one-line error before any file is touched."""
+def _make_derainer(out: Output, model: str | None, device: str, precision: str, tile: str, overlap: int | None,
+                   threads: int | None, max_pixels: int | None, load: bool = True) -> Derainer:
+    """A model (loaded unless `load` is False), or a one-line error before any file is touched."""
     resolve_model(model)  # an unknown name is a usage error (exit 2), before torch is imported
     from ..api import Derainer
 
     derainer = Derainer(model, device=device, precision=precision, tile=tile, tile_overlap=overlap,
                         threads=threads, progress=not out.quiet and not out.json_mode,
                         max_pixels=max_pixels_limit(max_pixels))
-    derainer.load()  # missing weights: one clear error before any file is touched
+    if load:
+        derainer.load()  # missing weights: one clear error before any file is touched
     return derainer
 
 
-def _output_paths(files: list[Path], output: Path | None, fmt: str) -> list[Path | None]:
-    """Where -o puts each input (None: beside the input, the API's default name)."""
-    from ..pipeline import output_path
+def _output_paths(files: list[Path], output: str | None, fmt: str,
+                  suffix: str | None) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs for -o, and whether the output names were made from the input names.
+
+    -o is a folder when it ends in a slash, is an existing folder, or, with several inputs, is
+    anything but an image file name; with one input, a name with an extension is the output file.
+    Outputs in an input's own folder get `suffix` (default _derained), elsewhere only a given one.
+    """
+    from ..pipeline import DEFAULT_SUFFIX, IMAGE_EXTENSIONS, output_path
+
+    def named(src: Path, folder: Path | None) -> Path:
+        own_folder = folder is None or os.path.abspath(folder) == os.path.abspath(src.parent)
+        chosen = suffix if suffix is not None else (DEFAULT_SUFFIX if own_folder else "")
+        return output_path(src, out_dir=folder, suffix=chosen, fmt=fmt)
 
     if output is None:
-        return [None] * len(files)
-    # a folder: several inputs, an existing folder, or a name without an extension ("out/" arrives
-    # here without its slash, and a file name needs an extension to choose the format anyway)
-    as_folder = len(files) > 1 or output.is_dir() or not output.suffix
-    if not as_folder:
-        return [output]
-    if output.exists() and not output.is_dir():
-        raise typer.BadParameter(f"{output} is a file; with several inputs -o must be a folder", param_hint="-o")
-    paths: list[Path | None] = [output_path(f, out_dir=output, suffix="", fmt=fmt) for f in files]
-    if len(set(paths)) != len(paths):
-        raise typer.BadParameter("several inputs would get the same output name in that folder", param_hint="-o")
-    return paths
+        return [(f, named(f, None)) for f in files], True
+    path = Path(output)
+    if output.endswith(("/", os.sep)):
+        if path.exists() and not path.is_dir():
+            raise typer.BadParameter(f"{path} is a file, not a folder", param_hint="-o")
+    elif not path.is_dir():
+        if len(files) == 1 and path.suffix:
+            return [(files[0], path)], False
+        if len(files) > 1 and path.exists():
+            raise typer.BadParameter(f"{path} is a file; with several inputs -o must be a folder", param_hint="-o")
+        if len(files) > 1 and path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise typer.BadParameter(f"{path} is a file name ({path.suffix}), but there are {len(files)} inputs: "
+                                     "give a folder", param_hint="-o")
+    return [(f, named(f, path)) for f in files], True
 
 
 class _TileProgress:
@@ -173,6 +208,7 @@ def _report_file(out: Output, result: FileResult) -> None:
         details = f"{result.width}x{result.height}, {result.seconds:.2f} s"
         if result.tile:
             details += f", tiles of {result.tile}"
+        details += f", {result.model} on {result.device}"
         out.info(f"{result.input} -> {result.output} ({details})")
         if result.compare:
             out.info(f"  comparison: {result.compare}")
@@ -181,6 +217,8 @@ def _report_file(out: Output, result: FileResult) -> None:
                      f"SSIM {number_text(result.ssim_input, 4)} -> {number_text(result.ssim_output, 4)}")
         for w in result.warnings:
             out.warn(f"{result.input}: {w}")
+    elif result.status == "skipped" and result.output is None:  # not an input: an output of derain
+        out.note(f"{result.input}: skipped, {result.error}")
     elif result.status == "skipped":
         out.note(f"{result.input}: skipped, {result.output} exists (use --overwrite to replace it)")
     else:
@@ -195,12 +233,12 @@ def batch(
     out_dir: Path = typer.Option(..., "--out", metavar="OUT_DIR", help="Where the derained images go."),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Include subfolders (the tree is mirrored)."),
     glob: str | None = typer.Option(None, "--glob", metavar="PATTERN",
-                                    help="Only files matching PATTERN, e.g. '*.jpg' or 'cam1/*.png'."),
+                                    help="Only files matching PATTERN (any case), e.g. '*.jpg' or 'cam1/*.png'."),
     model: str | None = ModelOpt,
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     tile: str = TileOpt,
-    tile_overlap: int = OverlapOpt,
+    tile_overlap: int | None = OverlapOpt,
     fmt: str = FormatOpt,
     quality: int | None = QualityOpt,
     suffix: str = typer.Option("", "--suffix", metavar="TEXT",
@@ -230,8 +268,10 @@ def batch(
     """Derain every image in a folder (tree) into another folder with the same layout.
 
     Outputs that exist are skipped unless --overwrite, so an interrupted run resumes where it
-    stopped. Bad files are reported at the end; the exit code is 1 if any file failed.
-    With --engine ray the same files are written by Ray workers (each loads the model once).
+    stopped; images in IN_DIR that are outputs of derain are never derained again. Bad files are
+    reported at the end; the exit code is 1 if any file failed, 2 if IN_DIR has no images or
+    OUT_DIR cannot be written. With --engine ray the same files are written by Ray workers (each
+    loads the model once).
     """
     from ..imaging.formats import FORMAT_CHOICES
 
@@ -254,16 +294,23 @@ def batch(
                                 threads=threads, max_pixels=max_pixels_limit(max_pixels), address=address,
                                 workers=workers, gpus_per_worker=gpus_per_worker)
         else:
-            derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels)
+            # loaded by derain_folder once it has found images and checked that --out can be written
+            derainer = _make_derainer(out, model, device, precision, tile, tile_overlap, threads, max_pixels,
+                                      load=False)
         report = derainer.derain_folder(
             in_dir, out_dir, recursive=recursive, glob=glob, overwrite=overwrite, format=fmt, quality=quality,
             suffix=suffix, compare=compare, compare_dir=compare_dir,
             progress=not quiet and not as_json,
             on_result=(lambda r: _report_file(out, r)) if (as_json or verbose) else None,
         )
-    if not report.results:
-        out.warn(f"{in_dir}: no images found" + ("" if recursive else " (add --recursive for subfolders)"))
-    elif not as_json:
+    if report.own_outputs:
+        if verbose:
+            for src, why in report.own_outputs.items():
+                out.note(f"{src}: skipped, {why}")
+        else:
+            out.note(f"{in_dir}: {len(report.own_outputs)} image(s) are outputs of derain and are not derained "
+                     "again (-v lists them)")
+    if not as_json:
         _print_batch_summary(out, report, derainer.name)
     else:
         for r in report.failed:
@@ -332,9 +379,13 @@ def bench(
     from ..device import configure_threads
 
     configure_threads(threads)
-    report = benchmark(in_dir, gt_dir, names, pair=pair,
-                       convention=metric, save_dir=save, device=device, precision=precision, tile=tile,
-                       max_pixels=max_pixels_limit(max_pixels), on_progress=out.note if verbose else None)
+    progress = _BenchProgress(out, bar=sys.stderr.isatty())
+    try:
+        report = benchmark(in_dir, gt_dir, names, pair=pair,
+                           convention=metric, save_dir=save, device=device, precision=precision, tile=tile,
+                           max_pixels=max_pixels_limit(max_pixels), on_progress=None if quiet else progress)
+    finally:
+        progress.close()
     if json_file:
         from .._atomic import atomic_write_bytes
 
@@ -346,6 +397,35 @@ def bench(
         out.warn(f"{in_dir / name}: no ground truth with a matching name (not scored)")
     for name in report["unmatched_targets"]:
         out.warn(f"{gt_dir / name}: no input with a matching name (not used)")
+
+
+class _BenchProgress:
+    """`derain bench`'s progress on stderr: a bar per model on a terminal, else a line per model and
+    per image (logs of long runs show where they are)."""
+
+    def __init__(self, out: Output, bar: bool):
+        self.out, self.bar = out, bar
+        self._bar: Any = None
+
+    def __call__(self, step: BenchStep) -> None:
+        if not self.bar:
+            if step.image is None:
+                self.out.note(f"bench: {step.model}: loading")
+            else:
+                self.out.note(f"bench: {step.model}: {step.done}/{step.total} {step.image} ({step.seconds:.2f} s)")
+            return
+        if step.image is None:
+            from tqdm import tqdm
+
+            self.close()
+            self._bar = tqdm(total=step.total, desc=step.model, unit="img", file=sys.stderr, leave=False)
+        elif self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _print_bench(out: Output, report: dict, in_dir: Path) -> None:

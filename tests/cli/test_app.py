@@ -8,6 +8,7 @@ import pytest
 
 from derain_cli import __version__, settings
 from derain_cli.cli import app
+from derain_cli.device import choose_device
 from tests.cli.conftest import Derain, M, write_png
 
 COMMANDS = ["run", "batch", "bench", "video", "doctor", "synth", "train", "export",
@@ -106,8 +107,9 @@ def test_files_go_to_the_default_command(derain, tmp_path, order):
     args = {"file first": (src, *M), "options first": (*M, src), "explicit run": ("run", src, *M)}[order]
     r = derain(*args)
     assert r.code == 0, r.stderr
+    device = choose_device("auto")  # the line names the model and the device it ran on
     assert re.fullmatch(rf"{re.escape(str(src))} -> {re.escape(str(tmp_path / 'a_derained.png'))} "
-                        r"\(32x24, \d+\.\d\d s\)", r.stdout.strip()), r.stdout
+                        rf"\(32x24, \d+\.\d\d s, testnet:random on {device}\)", r.stdout.strip()), r.stdout
     assert r.stderr == ""
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
+from derain_cli import imaging
 from tests.cli.conftest import M, write_png
 
 
@@ -50,11 +54,65 @@ def test_batch_without_recursive_and_with_glob(derain, tmp_path):
     assert files_in(dst) == ["top.png"]
 
 
-def test_empty_folder_warns(derain, tmp_path):
-    (tmp_path / "in" / "sub").mkdir(parents=True)
-    r = derain("batch", tmp_path / "in", "--out", tmp_path / "out", *M)
-    assert r.code == 0
-    assert r.err_lines == [f"warning: {tmp_path / 'in'}: no images found (add --recursive for subfolders)"]
+def test_no_images_found_is_a_usage_error(derain, tmp_path):
+    """Nothing to do is a mistake in the command (the wrong folder, a missing -r): exit 2, nothing created."""
+    src = tmp_path / "in"
+    write_png(src / "sub" / "a.png")
+    r = derain("batch", src, "--out", tmp_path / "out", *M)
+    assert (r.code, r.err_lines) == (2, [f"error: {src}: no images found (add --recursive for subfolders)"])
+    r = derain("batch", src, "--out", tmp_path / "out", "-r", "--glob", "*.webp", *M)
+    assert (r.code, r.err_lines) == (2, [f"error: {src}: no images match --glob '*.webp'"])
+    (src / "sub" / "a.png").unlink()
+    r = derain("batch", src, "--out", tmp_path / "out", "-r", *M)
+    assert (r.code, r.err_lines) == (2, [f"error: {src}: no images found"])
+    assert not (tmp_path / "out").exists()
+
+
+HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+
+
+@pytest.mark.skipif(imaging.HEIF_AVAILABLE, reason="about a setup without the heif extra, which is installed here")
+def test_a_heic_folder_without_the_extra_says_how_to_install_it(derain, tmp_path):
+    src = tmp_path / "phone"
+    for name in ("IMG_0001.HEIC", "IMG_0002.heic"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(HEIC_BYTES)
+    r = derain("batch", src, "--out", tmp_path / "out", *M)
+    assert (r.code, r.err_lines) == (2, [f"error: {src}: 2 HEIC file(s) and no other images; "
+                                         f"{imaging.HEIF_HINT}"])
+    assert not (tmp_path / "out").exists()
+    write_png(src / "a.png")  # among other images, each HEIC file is a failed input with the hint
+    r = derain("batch", src, "--out", tmp_path / "out", *M)
+    assert r.code == 1
+    assert r.err_lines == ["2 file(s) failed:"] + [f"  {src / name}: {imaging.HEIF_HINT}"
+                                                   for name in ("IMG_0001.HEIC", "IMG_0002.heic")]
+    assert files_in(tmp_path / "out") == ["a.png"]
+
+
+def test_glob_ignores_case(derain, tmp_path):
+    src = tmp_path / "in"
+    write_png(src / "IMG_0001.JPG")
+    write_png(src / "cam" / "IMG_0002.Jpg", seed=1)
+    write_png(src / "skip.png", seed=2)
+    r = derain("batch", src, "--out", tmp_path / "out", "-r", "--glob", "*.jpg", *M)
+    assert r.code == 0, r.stderr
+    assert files_in(tmp_path / "out") == ["IMG_0001.jpg", "cam/IMG_0002.jpg"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs symbolic links")
+def test_symlinked_folders_are_followed_once_and_broken_links_reported(derain, tmp_path):
+    src, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    write_png(src / "a.png")
+    write_png(elsewhere / "b.png", seed=1)
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (src / "loop").symlink_to(src, target_is_directory=True)  # would never end without loop protection
+    (src / "gone.png").symlink_to(tmp_path / "deleted.png")
+    r = derain("batch", src, "--out", tmp_path / "out", "-r", *M)
+    assert r.code == 1
+    assert files_in(tmp_path / "out") == ["a.png", "linked/b.png"]
+    assert r.err_lines == ["1 file(s) failed:",
+                           f"  {src / 'gone.png'}: broken symbolic link (its target {tmp_path / 'deleted.png'} "
+                           "does not exist)"]
 
 
 def test_not_a_folder_is_a_usage_error(derain, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -72,7 +73,26 @@ def test_bench_unmatched_names_are_warned_about(derain, tmp_path, pairs):
     assert r.stdout == ""
     assert r.err_lines == []  # -q: warnings hidden too
     r = derain("bench", src, "--gt", gt, *M)
-    assert r.err_lines == [f"warning: {src / 'only-input.png'}: no ground truth with a matching name (not scored)"]
+    warnings = [line for line in r.err_lines if line.startswith("warning: ")]
+    assert warnings == [f"warning: {src / 'only-input.png'}: no ground truth with a matching name (not scored)"]
+
+
+def test_bench_shows_progress_per_model_and_image(derain, pairs):
+    """Not a terminal: one line per model and per image on stderr (a terminal gets a progress bar)."""
+    src, gt = pairs
+    r = derain("bench", src, "--gt", gt, "-m", "testnet", "-m", "testnet:random")  # one model, twice
+    assert r.code == 0, r.stderr
+    progress = [re.sub(r"\d+\.\d\d s", "T s", line) for line in r.err_lines]
+    assert progress == [
+        "bench: testnet:random: loading",
+        "bench: testnet:random: 1/2 a.png (T s)",
+        "bench: testnet:random: 2/2 b.png (T s)",
+        "bench: testnet:random: loading",
+        "bench: testnet:random: 1/2 a.png (T s)",
+        "bench: testnet:random: 2/2 b.png (T s)",
+    ]
+    assert r.stdout.count("testnet:") == 2  # the table is unchanged, on stdout
+    assert derain("bench", src, "--gt", gt, *M, "-q").stderr == ""
 
 
 def doctor_lines(stdout: str) -> dict[str, str]:
