@@ -69,7 +69,7 @@ class DeviceError(DerainError):
 class VideoError(DerainError):
     """A video (or frame folder) cannot be read or written; str(e) names the file and the problem."""
 
-    def __init__(self, path, problem):
+    def __init__(self, path: str | os.PathLike[str], problem: str):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")

@@ -84,7 +84,7 @@ def video(
     device: str = DeviceOpt,
     precision: str = PrecisionOpt,
     tile: str = TileOpt,
-    tile_overlap: int = OverlapOpt,
+    tile_overlap: int | None = OverlapOpt,
     threads: int | None = ThreadsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout, nothing else."),
     quiet: bool = QuietOpt,
