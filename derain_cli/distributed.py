@@ -91,7 +91,7 @@ class RayBatch:
         device: str = "auto",
         precision: str = "auto",
         tile: str | int | None = "auto",
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         threads: int | None = None,
         max_pixels: int | None = imaging.DEFAULT_MAX_PIXELS,
         address: str | None = None,
@@ -143,9 +143,15 @@ class RayBatch:
         Same arguments and FolderReport as ``Derainer.derain_folder``; ``on_result`` is called on
         this process, in the order files finish. The report lists files in plan order.
         """
-        from .pipeline import FileResult, FolderReport, plan_folder
+        from .pipeline import FileResult, FolderReport, prepare_folder
 
-        pairs = plan_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format, suffix=suffix)
+        # the local batch's checks before any model runs (own outputs, collisions, writable --out)
+        plan = prepare_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format, suffix=suffix,
+                              compare=compare, compare_dir=compare_dir)
+        for collision in plan.collisions.values():
+            if on_result:
+                on_result(collision)
+        pairs = plan.todo
         results: dict[int, FileResult] = {}
         bar = _progress_bar(len(pairs), enabled=progress)
 
@@ -182,7 +188,8 @@ class RayBatch:
                                                      model=self.name, error=lost))
         finally:
             bar.close()
-        return FolderReport([results[i] for i in range(len(pairs))])
+        return FolderReport([*plan.collisions.values(), *(results[i] for i in range(len(pairs)))],
+                            own_outputs=plan.own_outputs)
 
     # -- driver internals -----------------------------------------------------------------------
     def _run(self, jobs: list[list[dict]], file_options: dict) -> Iterator[tuple[int, dict]]:

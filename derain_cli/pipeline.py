@@ -415,21 +415,16 @@ def derain_folder(
 
     Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes where it
     stopped (outputs are written atomically: a file is either complete or absent). Before the
-    model is loaded: a folder without images is a UsageError (so is one with only HEIC files
-    where they cannot be read), outputs of derain in the input folder are set aside
-    (``FolderReport.own_outputs``), inputs with the same output name fail (see check_plan), and
-    ``dst_dir`` is created and checked writable. A write failure that would repeat for every
-    other output raises OutputError, saying how many images were left.
+    model is loaded, prepare_folder plans and checks: a folder without images is a UsageError,
+    outputs of derain in the input folder are set aside (``FolderReport.own_outputs``), inputs
+    with the same output name fail (see check_plan), and ``dst_dir`` is created and checked
+    writable. A write failure that would repeat for every other output raises OutputError,
+    saying how many images were left.
     """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
-    pairs = plan_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format, suffix=suffix)
-    if not pairs:
-        raise UsageError(_nothing_found(src_dir, recursive, glob))
-    if not imaging.HEIF_AVAILABLE and all(src.suffix.lower() in HEIF_EXTENSIONS for src, _ in pairs):
-        raise UsageError(f"{src_dir}: {len(pairs)} HEIC file(s) and no other images; {imaging.HEIF_HINT}")
-    plan = check_plan(pairs, suffix)
+    plan = prepare_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format, suffix=suffix,
+                          compare=compare, compare_dir=compare_dir)
     compare_on = bool(compare and compare != "none")
-    prepare_outputs([dst_dir] + ([Path(compare_dir)] if compare_on and compare_dir else []), plan.todo)
     results = list(plan.collisions.values())
     for result in results:
         if on_result:
@@ -455,6 +450,30 @@ def derain_folder(
     finally:
         bar.close()
     return FolderReport(results, own_outputs=plan.own_outputs)
+
+
+def prepare_folder(
+    src_dir: str | Path, dst_dir: str | Path, *, recursive: bool = True, glob: str | None = None,
+    format: str | None = None, suffix: str = "", compare: str | None = None,
+    compare_dir: str | Path | None = None,
+) -> Plan:
+    """Everything a folder run does before any model runs, whichever engine then derains it.
+
+    Plans the mirrored tree (plan_folder); a folder without images is a UsageError that says
+    what to change, and so is one with only HEIC files where they cannot be read; sorts the pairs
+    (check_plan); creates ``dst_dir`` (and `compare_dir`) and checks they can be written, and
+    removes temporary files a killed run left (prepare_outputs).
+    """
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    pairs = plan_folder(src_dir, dst_dir, recursive=recursive, glob=glob, format=format, suffix=suffix)
+    if not pairs:
+        raise UsageError(_nothing_found(src_dir, recursive, glob))
+    if not imaging.HEIF_AVAILABLE and all(src.suffix.lower() in HEIF_EXTENSIONS for src, _ in pairs):
+        raise UsageError(f"{src_dir}: {len(pairs)} HEIC file(s) and no other images; {imaging.HEIF_HINT}")
+    plan = check_plan(pairs, suffix)
+    compare_on = bool(compare and compare != "none")
+    prepare_outputs([dst_dir] + ([Path(compare_dir)] if compare_on and compare_dir else []), plan.todo)
+    return plan
 
 
 def _nothing_found(src_dir: Path, recursive: bool, glob: str | None) -> str:

@@ -237,3 +237,24 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_env, testnet, 
     for name in outputs:
         with Image.open(tmp_path / "ray" / name) as image:
             image.load()
+
+
+@pytest.mark.slow
+def test_ray_batch_makes_the_local_batch_checks_before_anything_runs(ray_env, testnet, tmp_path):
+    """Own outputs set aside, name collisions failed, an unwritable --out refused: as locally (issue 19)."""
+    from derain_cli.distributed import RayBatch
+
+    src = tmp_path / "in"
+    _photo(src / "a.jpg", 30)
+    _photo(src / "a.png", 31)  # a.jpg and a.png both want a_d.png
+    _photo(src / "b.png", 32)
+    _photo(src / "b_d.png", 33)  # an output of an earlier run into this folder
+    options = {"format": "png", "suffix": "_d"}
+    report = RayBatch(testnet, device="cpu", tile=TILE, workers=1).derain_folder(src, src, **options)
+    assert report.counts == {"ok": 0, "skipped": 1, "failed": 2}  # b.png: b_d.png exists
+    assert [r.input for r in report.failed] == [str(src / "a.jpg"), str(src / "a.png")]
+    assert list(report.own_outputs) == [src / "b_d.png"]
+    assert sorted(p.name for p in src.iterdir()) == ["a.jpg", "a.png", "b.png", "b_d.png"]
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        RayBatch(testnet, device="cpu", tile=TILE, workers=1).derain_folder(src, tmp_path / "taken")
