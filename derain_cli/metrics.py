@@ -27,6 +27,9 @@ Against values printed by the papers' scripts this leaves differences below 1e-5
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 import numpy as np
 from scipy.ndimage import correlate1d
 
@@ -123,8 +126,9 @@ def _downsample(x: np.ndarray) -> np.ndarray:
     c = (f + 1) // 2
     p = np.pad(x, ((c - 1, f - c), (c - 1, f - c)), mode="symmetric")
     n_rows, n_cols = -(-x.shape[0] // f), -(-x.shape[1] // f)
-    rows = sum(p[k : k + (n_rows - 1) * f + 1 : f] for k in range(f))
-    out = sum(rows[:, k : k + (n_cols - 1) * f + 1 : f] for k in range(f))
+    # Sums of f >= 2 strided views, added in order (reduce: the result is typed as an array).
+    rows = reduce(operator.add, (p[k : k + (n_rows - 1) * f + 1 : f] for k in range(f)))
+    out = reduce(operator.add, (rows[:, k : k + (n_cols - 1) * f + 1 : f] for k in range(f)))
     return out / (f * f)
 
 

@@ -51,7 +51,7 @@ def load_uint8(path: Path, max_short_side: int | None = None) -> np.ndarray:
             rgb = opened.convert("RGB")
         if max_short_side and min(rgb.size) > max_short_side:
             f = max_short_side / min(rgb.size)
-            rgb = rgb.resize((max(1, round(rgb.width * f)), max(1, round(rgb.height * f))), Image.BICUBIC)
+            rgb = rgb.resize((max(1, round(rgb.width * f)), max(1, round(rgb.height * f))), Image.Resampling.BICUBIC)
         return np.asarray(rgb, dtype=np.uint8).copy()
     except (OSError, ValueError) as e:
         raise ImageError(path, f"cannot read image ({e})") from e
@@ -85,7 +85,7 @@ def _resized_crop(img: np.ndarray, crop: int, factor: float, rng: np.random.Gene
     size = min(h, w, max(1, round(crop / factor)))
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     window = Image.fromarray(img[y : y + size, x : x + size])
-    return np.asarray(window.resize((crop, crop), Image.BICUBIC) if size != crop else window)
+    return np.asarray(window.resize((crop, crop), Image.Resampling.BICUBIC) if size != crop else window)
 
 
 @dataclass

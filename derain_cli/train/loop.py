@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from .data import Sources, validation_set
 from .device_data import make_sampler
 from .losses import restoration_loss
 from .plot import plot_progress
+
+if TYPE_CHECKING:
+    from .mcddl import MCDDLTrainer
 
 _clock = time.monotonic  # the trainer's clock (tests substitute a simulated one)
 
@@ -93,7 +97,7 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
     per tensor, which on a GPU takes longer than the arithmetic).
     """
     d = min(decay, (1 + step) / (10 + step))
-    ema_params = list(ema.parameters())
+    ema_params: list[torch.Tensor] = list(ema.parameters())
     torch._foreach_mul_(ema_params, d)
     torch._foreach_add_(ema_params, [p.detach() for p in model.parameters()], alpha=1 - d)
     for e, b in zip(ema.buffers(), model.buffers()):
@@ -187,7 +191,8 @@ class Trainer:
         self.contract = models.REGISTRY.architecture(cfg.arch).contract
         torch.manual_seed(cfg.seed)
         self.model = models.build(cfg.arch, **cfg.arch_config).to(self.device)
-        self.model = self.model.to(memory_format=torch.channels_last).train()
+        # Module.to takes memory_format (documented, and used here), but torch's stubs for it omit it.
+        self.model = self.model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
         self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
@@ -199,7 +204,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self.amp = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-        self.mcddl = None
+        self.mcddl: MCDDLTrainer | None = None
         self.log_fields = LOG_FIELDS
         if cfg.gan == "mcddl":
             self._setup_mcddl()
@@ -216,16 +221,18 @@ class Trainer:
 
     def _setup_mcddl(self) -> None:
         """PLNLIN with its MCDDL discriminator; both optimizers follow the run's schedule."""
-        from ..models.archs.plnlin import MCDDLDiscriminator
+        from ..models.archs.plnlin import PLNLIN, MCDDLDiscriminator
         from .mcddl import MCDDLTrainer, MCDDLWeights
 
-        cfg = self.cfg
-        self.discriminator = MCDDLDiscriminator.matching(self.model).to(self.device).train()
+        cfg, model = self.cfg, self.model
+        if not isinstance(model, PLNLIN):  # the config refuses other architectures before this
+            raise UsageError(f"gan mcddl trains PLNLIN, not {type(model).__name__}")
+        self.discriminator = MCDDLDiscriminator.matching(model).to(self.device).train()
         self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                        fused=self.device.type == "cuda")
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
-        weights = MCDDLWeights().for_levels(self.model.levels)
-        self.mcddl = MCDDLTrainer(self.model, self.discriminator, self.opt, self.opt_d, weights, d_every=cfg.d_every)
+        weights = MCDDLWeights().for_levels(model.levels)
+        self.mcddl = MCDDLTrainer(model, self.discriminator, self.opt, self.opt_d, weights, d_every=cfg.d_every)
         self.log_fields = MCDDL_LOG_FIELDS
 
     # -- state ------------------------------------------------------------------------------
@@ -281,10 +288,10 @@ class Trainer:
         self._saved_at = self.step
 
     # -- training ---------------------------------------------------------------------------
-    def train_step(self) -> dict[str, torch.Tensor]:
+    def train_step(self) -> tuple[dict[str, torch.Tensor], float]:
         """One optimisation step; returns the loss and its parts as detached 0-dim tensors, and lr."""
         if self.mcddl is not None:
-            return self._mcddl_step()
+            return self._mcddl_step(self.mcddl)
         rainy, clean = self.sampler.batch(self.rng)
         rainy = rainy.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         clean = clean.to(self.device, non_blocking=True)
@@ -302,17 +309,17 @@ class Trainer:
         self.sched.step()
         update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
         self.step += 1
-        return {"loss": loss.detach(), "lr": lr, **parts}
+        return {"loss": loss.detach(), **parts}, lr
 
-    def _mcddl_step(self) -> dict[str, torch.Tensor]:
+    def _mcddl_step(self, mcddl: MCDDLTrainer) -> tuple[dict[str, torch.Tensor], float]:
         rainy, clean = self.sampler.batch(self.rng)
         lr = self.opt.param_groups[0]["lr"]
-        parts = self.mcddl.step(rainy.to(self.device), clean.to(self.device))
+        parts = mcddl.step(rainy.to(self.device), clean.to(self.device))
         self.sched.step()
         self.sched_d.step()
         update_ema(self.ema, self.model, self.cfg.ema_decay, self.step)
         self.step += 1
-        return {**parts, "lr": lr}
+        return parts, lr
 
     def validate(self) -> tuple[float | None, float | None]:
         if not self.val_images:
@@ -383,8 +390,7 @@ class Trainer:
                  + (f", budget {minutes:g} min" if minutes is not None else ""))
         with flag.installed():
             while self.step < (cfg.steps if stop_at is None else min(cfg.steps, stop_at)):
-                parts = self._first_step() if self.step == 0 else self.train_step()
-                lr = parts.pop("lr")
+                parts, lr = self._first_step() if self.step == 0 else self.train_step()
                 self._nonfinite |= ~torch.isfinite(parts["loss"])
                 for k, v in parts.items():
                     valid = ~torch.isnan(v)  # e.g. d_loss on steps without a discriminator update
@@ -395,7 +401,7 @@ class Trainer:
                 # out of time when one more step would not leave enough for the last validation and save
                 reserve = self._seconds["validate"] + self._seconds["save"]
                 out_of_time = budget_s is not None and now - started + reserve >= budget_s
-                val = (None, None)
+                val: tuple[float | None, float | None] = (None, None)
                 # a budget stop validates too: the weights an export takes get their score, the curve its point
                 if self.step % cfg.val_every == 0 or self.step == cfg.steps or out_of_time:
                     val = self.validate()
@@ -428,7 +434,7 @@ class Trainer:
             self.log(f"stopped at step {self.step} ({stopped_by}); continue with --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, self.step >= cfg.steps, *self.last_val)
 
-    def _first_step(self) -> dict[str, torch.Tensor]:
+    def _first_step(self) -> tuple[dict[str, torch.Tensor], float]:
         """The first step of a new run; on a GPU that runs out of memory, retry with half the batch.
 
         Nothing has been updated yet when the forward or backward pass fails, so the run simply starts

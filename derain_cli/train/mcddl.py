@@ -56,7 +56,10 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def hierarchical_loss(images: Sequence[torch.Tensor], clean: torch.Tensor, lambdas: Sequence[float]) -> torch.Tensor:
     """``sum_k lambda_k (1 - SSIM(images[k], clean reduced 2**k times))`` (eq. 11)."""
     _check_lengths("side outputs", images, lambdas)
-    return sum(lam * ssim_loss(img, downscale(clean, 2**k)) for k, (img, lam) in enumerate(zip(images, lambdas)))
+    total = clean.new_zeros(())
+    for k, (img, lam) in enumerate(zip(images, lambdas)):
+        total = total + lam * ssim_loss(img, downscale(clean, 2**k))
+    return total
 
 
 def _relativistic(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -172,7 +172,7 @@ def _dense_streaks(clean: np.ndarray, rng: np.random.Generator, scale: float) ->
     """
     h, w = clean.shape[:2]
     angle = rng.uniform(-30, 30)
-    rain = np.zeros((h, w), np.float32)
+    rain: np.ndarray = np.zeros((h, w), np.float32)
     n_layers = int(rng.choice([1, 2, 3], p=[0.25, 0.45, 0.3]))
     for i in range(n_layers):
         a = angle if i == 0 else angle + rng.choice([-1, 1]) * rng.uniform(8, 35)
@@ -218,7 +218,7 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, preset: str = "mixed",
     near_length = rng.uniform(*p.length) * scale
     near_width = rng.uniform(*p.width) * scale
     near_bright = rng.uniform(*p.brightness)
-    rain = np.zeros((h, w), np.float32)
+    rain: np.ndarray = np.zeros((h, w), np.float32)
     for i in range(n_layers):
         z = i / (n_layers - 1) if n_layers > 1 else 0.0  # 0 nearest, 1 farthest
         length = near_length * (1 - 0.55 * z)
@@ -322,5 +322,5 @@ def resize(img: np.ndarray, factor: float) -> np.ndarray:
 
     h, w = img.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    chans = [Image.fromarray(img[..., c], mode="F").resize(size, Image.BICUBIC) for c in range(3)]
+    chans = [Image.fromarray(img[..., c], mode="F").resize(size, Image.Resampling.BICUBIC) for c in range(3)]
     return np.clip(np.stack([np.asarray(c) for c in chans], -1), 0, 1).astype(np.float32)

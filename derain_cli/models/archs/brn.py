@@ -41,6 +41,11 @@ class BRN(nn.Module):
             setattr(self, f"conv_{gate}_r", seq_conv(3 * channels, channels))
         self.conv_r = seq_conv(channels, 3)
 
+    # Set by name in ``__init__``; declared here so the checker knows them.
+    res_conv1_r: ResBlock
+    res_conv2_r: ResBlock
+    res_conv3_r: ResBlock
+
     def forward(self, inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(background, rain layer)`` of the last stage."""
         inp = channels_last(inp)

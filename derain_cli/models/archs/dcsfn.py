@@ -21,6 +21,7 @@ from ...weights import WeightSource
 from .._adapters import default_adapter
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
+from ..layers.conv import layer_of
 from ..layers.pointwise import accumulate, mix_channels, pixel_rows, pointwise
 from ..layers.recurrent import ConvGRU
 
@@ -36,8 +37,13 @@ class ConvLReLU(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int):
         super().__init__(nn.Conv2d(cin, cout, k, padding=(k - 1) // 2), nn.LeakyReLU(0.2))
 
+    @property
+    def conv(self) -> nn.Conv2d:
+        """The convolution (layer ``0``)."""
+        return layer_of(self, 0, nn.Conv2d)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self[0]
+        conv = self.conv
         if conv.kernel_size == (1, 1):
             y = pointwise(x, conv)
         else:
@@ -75,6 +81,12 @@ def _fuse(conv: nn.Conv2d, fine: torch.Tensor, coarse: Sequence[torch.Tensor]) -
 class InnerScaleBlock(nn.Module):
     """Inner-scale connection block: convs at 1/8, 1/4, 1/2 and 1 scale, fused coarse to fine."""
 
+    # Set by name in ``__init__``; declared here so the checker knows them.
+    scale1: nn.Sequential
+    scale2: nn.Sequential
+    scale4: nn.Sequential
+    scale8: nn.Sequential
+
     def __init__(self, channel: int, conv_num: int):
         super().__init__()
         for name in ("scale1", "scale2", "scale4", "scale8"):
@@ -90,10 +102,10 @@ class InnerScaleBlock(nn.Module):
         f2 = F.max_pool2d(x, 2)
         f4 = F.max_pool2d(f2, 2)
         s8 = self.scale8(F.max_pool2d(f4, 2))
-        s4 = self.scale4(_fuse(self.fusion84[0], f4, [s8]))
-        s2 = self.scale2(_fuse(self.fusion42[0], f2, [s4]))
-        s1 = self.scale1(_fuse(self.fusion21[0], x, [s2]))
-        return x + _fuse(self.fusion_all[0], s1, [s2, s4, s8])
+        s4 = self.scale4(_fuse(self.fusion84.conv, f4, [s8]))
+        s2 = self.scale2(_fuse(self.fusion42.conv, f2, [s4]))
+        s1 = self.scale1(_fuse(self.fusion21.conv, x, [s2]))
+        return x + _fuse(self.fusion_all.conv, s1, [s2, s4, s8])
 
 
 class DenseStack:

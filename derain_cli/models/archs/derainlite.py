@@ -68,7 +68,8 @@ class DerainLite(nn.Module):
         return x + self.tail(f)
 
 
-_DEFAULT_CONFIG = {"channels": 24, "blocks": (1, 2, 2, 4), "max_channels": 96}
+_BLOCKS = (1, 2, 2, 4)
+_DEFAULT_CONFIG = {"channels": 24, "blocks": _BLOCKS, "max_channels": 96}
 
 ARCHITECTURE = Architecture(
     name="derainlite",
@@ -78,7 +79,7 @@ ARCHITECTURE = Architecture(
     contract=Contract(
         channels="RGB",
         value_range=(0.0, 1.0),
-        size_multiple=2 ** (len(_DEFAULT_CONFIG["blocks"]) - 1),
+        size_multiple=2 ** (len(_BLOCKS) - 1),
         pad_mode="reflect",
         bytes_per_pixel=1024,
         # On a CPU, 1024-pixel tiles are about 3.5x faster than one huge tile (12 MP: 22.7 s against

@@ -40,7 +40,7 @@ from ...weights import WeightSource
 from .._adapters import default_adapter, strip_prefix
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
-from ..layers.conv import add_relu, channels_last
+from ..layers.conv import add_relu, channels_last, layer_of
 from ..layers.pointwise import accumulate, conv_matrix, image_of_rows, mix_channels, pixel_rows, pointwise
 from ..layers.restormer import Downsample, TransformerBlock, Upsample, fold_heads
 from ..layers.sparse_attention import sparse_attention_mix
@@ -65,6 +65,7 @@ def _sum_squares(rows: Tensor, chunk: int = 4096) -> Tensor:
     for block in rows.split(chunk):
         squares = block.float().square().sum(dim=0)
         total = squares if total is None else total.add_(squares)
+    assert total is not None  # split yields at least one block
     return total
 
 
@@ -180,13 +181,16 @@ class FeedForward(StripedLayer):
     def _branches(self, x: Tensor, channels: slice, keep: slice) -> tuple[Tensor, Tensor]:
         """relu(dw3(y)), relu(dw5(y)) on rows ``keep`` for the channels ``channels`` of project_in(x)."""
 
-        def pick(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t[channels]
+        def pick(t: Tensor) -> Tensor:
+            return t[channels]
 
-        y = mix_channels(x, pick(conv_matrix(self.project_in)), pick(self.project_in.bias))
+        def pick_bias(conv: nn.Conv2d) -> Tensor | None:
+            return None if conv.bias is None else conv.bias[channels]
+
+        y = mix_channels(x, pick(conv_matrix(self.project_in)), pick_bias(self.project_in))
         n = y.shape[1]
-        small = F.conv2d(y, pick(self.dwconv3x3.weight), pick(self.dwconv3x3.bias), padding=1, groups=n)
-        large = F.conv2d(y, pick(self.dwconv5x5.weight), pick(self.dwconv5x5.bias), padding=2, groups=n)
+        small = F.conv2d(y, pick(self.dwconv3x3.weight), pick_bias(self.dwconv3x3), padding=1, groups=n)
+        large = F.conv2d(y, pick(self.dwconv5x5.weight), pick_bias(self.dwconv5x5), padding=2, groups=n)
         return small[:, :, keep].relu_(), large[:, :, keep].relu_()
 
     def _half(self, x: Tensor, part: int, mixer: nn.Conv2d, rows: slice) -> list[Tensor]:
@@ -233,6 +237,7 @@ class FeedForward(StripedLayer):
                     out = pixel_rows(piece) @ block if res is None else torch.addmm(res, pixel_rows(piece), block)
                 else:
                     accumulate(out, pixel_rows(piece), block)
+        assert out is not None  # both mixers produce pieces
         if self.project_out.bias is not None:
             out += self.project_out.bias.to(out.dtype)
         return out
@@ -250,6 +255,7 @@ class FeedForward(StripedLayer):
                 if out is None:
                     out = part.new_empty(b, h * w, dim)
                 out[i, rows.start * w : rows.stop * w] = part
+        assert out is not None  # b >= 1 and at least one stripe
         return image_of_rows(out, b, h, w)
 
 
@@ -276,6 +282,24 @@ class _Wrapped(nn.Module):
         super().__init__()
         self.op = nn.Sequential(*layers)
 
+    def conv(self, index: int) -> nn.Conv2d:
+        """The convolution at ``op.<index>``."""
+        return layer_of(self.op, index, nn.Conv2d)
+
+
+class _Operation(nn.Module):
+    """One of the candidate operations mixed by ``OperationLayer``.
+
+    ``features(s)`` is the input of the operation's trailing 1x1 convolution and ``tail()`` that
+    convolution's matrix (``None``: no convolution), so the layer can fold it into its own 1x1.
+    """
+
+    def features(self, s: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def tail(self) -> Tensor | None:
+        raise NotImplementedError
+
 
 def _depthwise(channels: int, k: int, dilation: int = 1) -> nn.Conv2d:
     return nn.Conv2d(channels, channels, k, padding=dilation * (k // 2), dilation=dilation, groups=channels,
@@ -286,7 +310,7 @@ def _conv1x1(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, bias=False)
 
 
-class SepConv(_Wrapped):
+class SepConv(_Wrapped, _Operation):
     """depthwise kxk -> 1x1 -> ReLU -> depthwise kxk -> 1x1 (the last 1x1 is applied by the caller)."""
 
     def __init__(self, channels: int, k: int):
@@ -295,17 +319,17 @@ class SepConv(_Wrapped):
 
     def features(self, s: Tensor) -> Tensor:
         """The input of the trailing 1x1 convolution (for k=1 the depthwise scales are folded)."""
-        dw1, pw1, _, dw2, _ = self.op
+        dw1, pw1, dw2 = self.conv(0), self.conv(1), self.conv(3)
         if dw1.kernel_size[0] == 1:
             return mix_channels(s, conv_matrix(pw1) * dw1.weight.flatten()).relu_()
         return dw2(pointwise(dw1(s), pw1).relu_())
 
     def tail(self) -> Tensor:
-        dw2, pw2 = self.op[3], self.op[4]
+        dw2, pw2 = self.conv(3), self.conv(4)
         return conv_matrix(pw2) * dw2.weight.flatten() if dw2.kernel_size[0] == 1 else conv_matrix(pw2)
 
 
-class DilConv(_Wrapped):
+class DilConv(_Wrapped, _Operation):
     """depthwise kxk with dilation 2 -> 1x1 (the 1x1 is applied by the caller)."""
 
     def __init__(self, channels: int, k: int):
@@ -315,10 +339,10 @@ class DilConv(_Wrapped):
         return self.op[0](s)
 
     def tail(self) -> Tensor:
-        return conv_matrix(self.op[1])
+        return conv_matrix(self.conv(1))
 
 
-class AvgPool3x3(nn.Module):
+class AvgPool3x3(_Operation):
     """3x3 average over the pixels inside the image (count_include_pad=False)."""
 
     def features(self, s: Tensor) -> Tensor:
@@ -342,15 +366,17 @@ class OperationLayer(nn.Module):
     def forward(self, s: Tensor, weights: Tensor) -> Tensor:
         """Rows (B, H*W, C) of the layer's output; ``weights`` (B, 8) mixes the operations."""
         b, c, h, w = s.shape
-        out_w = conv_matrix(self._out[0])
+        out_w = conv_matrix(layer_of(self._out, 0, nn.Conv2d))
         out: Tensor | None = None
-        for j, op in enumerate(self._ops):
+        for j in range(len(self._ops)):
+            op = layer_of(self._ops, j, _Operation)
             tail = op.tail()
             block = out_w[:, j * c : (j + 1) * c]
             combined = block if tail is None else block @ tail  # (C, C)
             mat = (weights[:, j, None, None] * combined).transpose(1, 2)  # (B, C, C), applied on the right
             rows = op.features(s).permute(0, 2, 3, 1).reshape(b, h * w, c)
             out = torch.bmm(rows, mat) if out is None else accumulate(out, rows, mat)
+        assert out is not None  # eight operations
         return out.relu_()
 
 
@@ -377,7 +403,7 @@ class GroupOLs(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        s = pointwise(x, self.preprocess.op[0]).relu_()
+        s = pointwise(x, self.preprocess.conv(0)).relu_()
         for i, layer in enumerate(self._ops):
             s = image_of_rows(add_relu(layer(s, weights[:, i]), s.permute(0, 2, 3, 1).reshape(b, h * w, -1)), b, h, w)
         return s

@@ -22,6 +22,7 @@ from ...weights import WeightSource
 from .._adapters import default_adapter
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
+from ..layers.conv import bias_of
 from ..layers.pointwise import Pointwise, mix_channels
 from ..layers.restormer import Downsample, TransformerBlock, Upsample, attention_output, channel_layer_norm, cosine_gram
 from ..layers.sparse_attention import sparse_attention_mix
@@ -78,10 +79,10 @@ class NAFBlock(nn.Module):
         n, c = x.shape[:2]
         beta = self.beta.view(c, 1)
         matrix = (beta * self.conv3.matrix) * self.sca(x).view(n, 1, c)
-        y = mix_channels(x, matrix, self.conv3.bias * beta.view(c), inp)
+        y = mix_channels(x, matrix, bias_of(self.conv3) * beta.view(c), inp)
         a, b = self.conv4(self.norm2(y)).chunk(2, dim=1)
         gamma = self.gamma.view(c, 1)
-        return mix_channels(a * b, gamma * self.conv5.matrix, self.conv5.bias * gamma.view(c), y)
+        return mix_channels(a * b, gamma * self.conv5.matrix, bias_of(self.conv5) * gamma.view(c), y)
 
 
 def _naf_stage(c: int, blocks: int) -> nn.Sequential:
@@ -123,7 +124,7 @@ class RefineBlock(nn.Module):
         f = self.input_conv(self.norm(x))
         # conv3x3(f) + conv5x5(f) as one depthwise 5x5 convolution with the summed kernels.
         kernel = self.conv5x5.weight + F.pad(self.conv3x3.weight, (1, 1, 1, 1))
-        local = F.conv2d(f, kernel, self.conv5x5.bias + self.conv3x3.bias, padding=2, groups=f.shape[1])
+        local = F.conv2d(f, kernel, bias_of(self.conv5x5) + bias_of(self.conv3x3), padding=2, groups=f.shape[1])
         return self.out_conv(F.gelu(self.conv1x1(f).mul_(local)), x)
 
 
@@ -142,8 +143,12 @@ class BasicLayer(nn.Module):
 # Cross sparse attention and the grafting fusion module
 # ---------------------------------------------------------------------------------------------
 
-class CrossSparseAttention(nn.Module):
-    """Queries from one map (T), keys/values and the residual from another (C); top-k channel attention."""
+class _CrossSparseAttend(nn.Module):
+    """Queries from one map (T), keys/values and the residual from another (C); top-k channel attention.
+
+    The parameters and ``attend``, shared by ``CrossSparseAttention`` and ``GraftingFusion``, whose
+    forwards take different inputs.
+    """
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -173,11 +178,15 @@ class CrossSparseAttention(nn.Module):
         mix = sparse_attention_mix(attn, (self.attn1, self.attn2, self.attn3, self.attn4))
         return attention_output(mix, self.project_out, v, c_in)
 
+
+class CrossSparseAttention(_CrossSparseAttend):
+    """``attend(t_in, c_in)`` as a module (the refinement's input fusion)."""
+
     def forward(self, t_in: torch.Tensor, c_in: torch.Tensor) -> torch.Tensor:
         return self.attend(t_in, c_in)
 
 
-class GraftingFusion(CrossSparseAttention):
+class GraftingFusion(_CrossSparseAttend):
     """GFM: cross sparse attention of (T encoder, C encoder), SK-fused with the decoder stream."""
 
     def __init__(self, dim: int, heads: int):
@@ -283,13 +292,13 @@ class Refinement(nn.Module):
     def __init__(self, base_dim: int, depths: Sequence[int]):
         super().__init__()
         dims = [base_dim, base_dim * 2, base_dim * 4, base_dim * 8, base_dim * 4, base_dim * 2, base_dim]
-        self.half = len(depths) // 2
+        self.levels = len(depths) // 2  # down (= up) steps; ``half`` would shadow ``nn.Module.half``
         self.layers = nn.ModuleList(BasicLayer(d, n) for d, n in zip(dims, depths))
-        self.downs = nn.ModuleList(Downsample(dims[i]) for i in range(self.half))
-        self.ups = nn.ModuleList(Upsample(dims[i + 1]) for i in range(self.half))
-        self.skips = nn.ModuleList(Pointwise(dims[i], dims[i]) for i in range(self.half))
-        # The release declares one fusion more than it uses (fusions[half], never called).
-        self.fusions = nn.ModuleList(SKFusion(dims[i]) for i in range(self.half + 1))
+        self.downs = nn.ModuleList(Downsample(dims[i]) for i in range(self.levels))
+        self.ups = nn.ModuleList(Upsample(dims[i + 1]) for i in range(self.levels))
+        self.skips = nn.ModuleList(Pointwise(dims[i], dims[i]) for i in range(self.levels))
+        # The release declares one fusion more than it uses (fusions[levels], never called).
+        self.fusions = nn.ModuleList(SKFusion(dims[i]) for i in range(self.levels + 1))
         self.inp_conv = nn.Conv2d(6, base_dim, 3, padding=1)  # declared by the release, never used
         self.four_up = nn.Sequential(Upsample(base_dim * 4), Upsample(base_dim * 2))
         self.inp_fusion = CrossSparseAttention(base_dim, 1)
@@ -298,14 +307,14 @@ class Refinement(nn.Module):
     def forward(self, d3: torch.Tensor, d1: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
         f = self.inp_fusion(self.four_up(d3), d1)
         skips = []
-        for i in range(self.half):
+        for i in range(self.levels):
             f = self.layers[i](f)
             skips.append(self.skips[i](f))
             f = self.downs[i](f)
-        f = self.layers[self.half](f)
-        for i in reversed(range(self.half)):
+        f = self.layers[self.levels](f)
+        for i in reversed(range(self.levels)):
             f = self.fusions[i](self.ups[i](f), skips[i])
-            f = self.layers[2 * self.half - i](f)
+            f = self.layers[2 * self.levels - i](f)
         return self.outconv(f) + inp
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from ...weights import WeightSource
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
-from ..layers.conv import channels_last, conv3
+from ..layers.conv import bias_of, channels_last, conv3
 
 
 class ResBlock(nn.Module):
@@ -34,7 +34,7 @@ class ResBlock(nn.Module):
         c = self.conv1.out_channels
         # conv3 and conv5 (both dilation 2) read the same input: one convolution computes both
         both = F.conv2d(x, torch.cat([self.conv3.weight, self.conv5.weight]),
-                        torch.cat([self.conv3.bias, self.conv5.bias]), padding=2, dilation=2).relu_()
+                        torch.cat([bias_of(self.conv3), bias_of(self.conv5)]), padding=2, dilation=2).relu_()
         a = self.conv2(self.conv1(x).relu_()).relu_()
         b = self.conv4(both[:, :c]).relu_()
         d = self.conv6(both[:, c:]).relu_()

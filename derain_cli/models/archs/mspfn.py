@@ -30,7 +30,7 @@ from ...weights import WeightSource
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
 from ..formats.tf_checkpoint import checkpoint_prefix, read_tf_checkpoint
-from ..layers.conv import channels_last, recording_grad
+from ..layers.conv import bias_of, channels_last, recording_grad
 
 # The released "raw model" (TEST_MSPFN_M17N1): 15,823,424 parameters, 859 TF variables.
 RELEASED_CONFIG: dict[str, Any] = {
@@ -177,7 +177,7 @@ class ZeroStateConvLSTM(nn.Module):
         lo, hi, _ = channels.indices(n)
         # One convolution per gate (i, j, o): contiguous outputs make the activations ~3x faster.
         rows = [slice(g * n + lo, g * n + hi) for g in (0, 1, 3)]
-        i, j, o = (F.conv2d(x, self.conv.weight[r, : self.cin], self.conv.bias[r], padding=1) for r in rows)
+        i, j, o = (F.conv2d(x, self.conv.weight[r, : self.cin], bias_of(self.conv)[r], padding=1) for r in rows)
         if recording_grad(i):
             return torch.tanh(torch.sigmoid(i) * torch.tanh(j)) * torch.sigmoid(o)
         return torch.tanh_(torch.sigmoid_(i).mul_(torch.tanh_(j))).mul_(torch.sigmoid_(o))
@@ -207,6 +207,7 @@ class ResidualMemory(nn.Module):
             part = slice(lo, min(lo + self.CHUNK, self.lstm.hidden))
             term = F.conv2d(self.lstm(z, part), kernel[:, part], padding=1)
             y = term if y is None else y.add_(term)
+        assert y is not None  # hidden > 0
         return _prelu(y, self.out.prelu)
 
 

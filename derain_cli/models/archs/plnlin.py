@@ -30,6 +30,7 @@ from torch import nn
 
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
+from ..layers.conv import bias_of
 
 # Added to the attention logits of keys a query must not see (padding, wrapped-around tokens).
 # Finite, so a query whose keys are all blocked (a padded position, cropped later) stays finite.
@@ -101,6 +102,8 @@ def blocked_keys(labels: torch.Tensor) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping windows, with relative position bias."""
 
+    relative_position_index: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, channels: int, window: int, heads: int, shift: int):
         super().__init__()
         if channels % heads:
@@ -135,7 +138,7 @@ class WindowAttention(nn.Module):
     def forward(self, t: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """``t``: (B, Hp, Wp, C), Hp and Wp multiples of the window, valid in its top-left
         ``height`` x ``width``; returns the same shape (garbage in the padding)."""
-        grid = t.shape[1:3]
+        grid = (t.shape[1], t.shape[2])
         s = self.shift
         if s:
             t = torch.roll(t, (-s, -s), (1, 2))
@@ -199,7 +202,7 @@ class SFT(nn.Module):
         def branch() -> nn.Sequential:
             out = nn.Conv2d(channels, channels, 1)
             nn.init.zeros_(out.weight)
-            nn.init.zeros_(out.bias)
+            nn.init.zeros_(bias_of(out))
             return nn.Sequential(nn.Conv2d(channels, channels, 1), nn.LeakyReLU(0.1, inplace=True), out)
 
         self.scale = branch()
@@ -374,8 +377,9 @@ class MCDDLDiscriminator(nn.Module):
         return logits
 
 
+_ENCODER_DEPTHS = (8, 4, 2, 2)
 _DEFAULT_CONFIG = {
-    "channels": 32, "encoder_depths": (8, 4, 2, 2), "decoder_depths": (8, 4, 2, 2),
+    "channels": 32, "encoder_depths": _ENCODER_DEPTHS, "decoder_depths": (8, 4, 2, 2),
     "fusion_depths": (8, 4, 2, 2), "window": 7, "heads": 2, "mlp_ratio": 2.0,
 }
 
@@ -385,7 +389,7 @@ ARCHITECTURE = Architecture(
     builder=PLNLIN,
     default_config=_DEFAULT_CONFIG,
     contract=Contract(
-        channels="RGB", value_range=(0.0, 1.0), size_multiple=2 ** (len(_DEFAULT_CONFIG["encoder_depths"]) - 1),
+        channels="RGB", value_range=(0.0, 1.0), size_multiple=2 ** (len(_ENCODER_DEPTHS) - 1),
         pad_mode="reflect", pad_where="bottom_right", output=None,
         # Attention stays inside 7x7 windows and nothing pools over the whole image.
         global_context=False, tile=None,

@@ -20,8 +20,11 @@ from ..layers.conv import ResBlock, channels_last, conv3, seq_conv
 from ..layers.recurrent import gates_of
 
 
-class PReNet(nn.Module):
-    """One network class for the whole family; the flags pick the member.
+class PReNetStages(nn.Module):
+    """The layers of the PReNet family and one stage's features; subclasses add the forward.
+
+    PReNet's forward returns the image; VRGNet's variant adds a head and returns two tensors, so
+    the two share this base rather than one overriding the other's forward.
 
     Args:
         recurrent_iter: number of stages T.
@@ -71,6 +74,10 @@ class PReNet(nn.Module):
             return h, h, c
         h, c = gates.step([y, h], c)
         return self.blocks(h), h, c
+
+
+class PReNet(PReNetStages):
+    """One network class for the whole family; the flags pick the member (see ``PReNetStages``)."""
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         """The last stage's estimate of the rain-free image."""

@@ -15,7 +15,7 @@ from torch import nn
 from ...weights import WeightSource
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
-from ..layers.conv import channels_last
+from ..layers.conv import bias_of, channels_last
 
 
 class SE(nn.Module):
@@ -34,6 +34,14 @@ class SE(nn.Module):
 class ConvGRU(nn.Module):
     """A ConvGRU unit whose output passes through SE and LeakyReLU(0.2); it is also the new state."""
 
+    # Set by name in ``__init__`` (the checkpoint's keys); declared here so the checker knows them.
+    conv_xz: nn.Conv2d
+    conv_xr: nn.Conv2d
+    conv_xn: nn.Conv2d
+    conv_hz: nn.Conv2d
+    conv_hr: nn.Conv2d
+    conv_hn: nn.Conv2d
+
     def __init__(self, cin: int, channels: int, dilation: int, se_hidden: int):
         super().__init__()
         for gate in "zrn":
@@ -48,15 +56,15 @@ class ConvGRU(nn.Module):
         pad, dil = self.conv_xz.padding, self.conv_xz.dilation
         if h is None:  # first stage: no reset gate, h = z * n
             w = torch.cat([self.conv_xz.weight, self.conv_xn.weight])
-            b = torch.cat([self.conv_xz.bias, self.conv_xn.bias])
+            b = torch.cat([bias_of(self.conv_xz), bias_of(self.conv_xn)])
             xs = F.conv2d(x, w, b, padding=pad, dilation=dil)
             h = torch.sigmoid(xs[:, :c]) * torch.tanh(xs[:, c:])
         else:
             w = torch.cat([self.conv_xz.weight, self.conv_xr.weight, self.conv_xn.weight])
-            b = torch.cat([self.conv_xz.bias, self.conv_xr.bias, self.conv_xn.bias])
+            b = torch.cat([bias_of(self.conv_xz), bias_of(self.conv_xr), bias_of(self.conv_xn)])
             xs = F.conv2d(x, w, b, padding=pad, dilation=dil)
             hw = torch.cat([self.conv_hz.weight, self.conv_hr.weight])
-            hb = torch.cat([self.conv_hz.bias, self.conv_hr.bias])
+            hb = torch.cat([bias_of(self.conv_hz), bias_of(self.conv_hr)])
             zr = F.conv2d(h, hw, hb, padding=1).add_(xs[:, : 2 * c]).sigmoid_()
             z, r = zr[:, :c], zr[:, c:]
             n = self.conv_hn(r * h).add_(xs[:, 2 * c:]).tanh_()

@@ -15,10 +15,10 @@ from ...weights import WeightSource
 from .._contract import Contract
 from .._registry import Architecture, ModelEntry
 from ..layers.conv import channels_last, seq_conv
-from .prenet import PReNet
+from .prenet import PReNetStages
 
 
-class _VRGPReNet(PReNet):
+class _VRGPReNet(PReNetStages):
     """PReNet (T fixed at 5+1) with the 6-channel final head ``convfinal``."""
 
     def __init__(self, channels: int = 32):

@@ -166,8 +166,13 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield (field number, wire type, value) of a serialized protobuf message."""
+    """Yield (field number, wire type, value) of a serialized protobuf message.
+
+    The value is an ``int`` for wire types 0, 1 and 5 and ``bytes`` for wire type 2; ``_number``
+    and ``_bytes`` give it its type where the caller has checked the wire type.
+    """
     pos = 0
+    value: int | bytes
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
@@ -191,8 +196,24 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         yield number, wire, value
 
 
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
+def _number(value: int | bytes) -> int:
+    """A numeric field's value (wire type 0, 1 or 5)."""
+    if isinstance(value, bytes):
+        raise _Corrupt("a length-delimited field where a number belongs")
+    return value
+
+
+def _bytes(value: int | bytes) -> bytes:
+    """A length-delimited field's value (wire type 2)."""
+    if not isinstance(value, bytes):
+        raise _Corrupt("a number where a length-delimited field belongs")
+    return value
+
+
+def _int64(value: int | bytes) -> int:
+    """A varint field read as a two's-complement int64."""
+    number = _number(value)
+    return number - (1 << 64) if number >= 1 << 63 else number
 
 
 @dataclass(frozen=True)
@@ -218,7 +239,7 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
     for number, wire, value in _fields(buf):
         if number == 2 and wire == 2:  # Dim
             size = 0
-            for n2, w2, v2 in _fields(value):
+            for n2, w2, v2 in _fields(_bytes(value)):
                 if n2 == 1 and w2 == 0:
                     size = _int64(v2)
             dims.append(size)
@@ -228,24 +249,26 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
 
 
 def _parse_entry(name: str, buf: bytes) -> TensorEntry:
-    fields = {"dtype": 0, "shape": (), "shard_id": 0, "offset": 0, "size": 0, "crc32c": None, "sliced": False}
+    dtype = shard_id = offset = size = 0
+    shape: tuple[int, ...] = ()
+    crc32c: int | None = None
+    sliced = False
     for number, wire, value in _fields(buf):
         if number == 1 and wire == 0:
-            fields["dtype"] = value
+            dtype = _number(value)
         elif number == 2 and wire == 2:
-            fields["shape"] = _parse_shape(value)
+            shape = _parse_shape(_bytes(value))
         elif number == 3 and wire == 0:
-            fields["shard_id"] = value
+            shard_id = _number(value)
         elif number == 4 and wire == 0:
-            fields["offset"] = _int64(value)
+            offset = _int64(value)
         elif number == 5 and wire == 0:
-            fields["size"] = _int64(value)
+            size = _int64(value)
         elif number == 6 and wire == 5:
-            fields["crc32c"] = value
+            crc32c = _number(value)
         elif number == 7:
-            fields["sliced"] = True
-    return TensorEntry(name, fields["dtype"], fields["shape"], fields["shard_id"], fields["offset"],
-                       fields["size"], fields["crc32c"], fields["sliced"])
+            sliced = True
+    return TensorEntry(name, dtype, shape, shard_id, offset, size, crc32c, sliced)
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,7 +402,7 @@ def _open_bundle(path: PathLike) -> _Bundle:
             if key == b"":
                 for number, wire, field in _fields(value):
                     if number == 1 and wire == 0:
-                        num_shards = field
+                        num_shards = _number(field)
                     elif number == 2 and wire == 0 and field == 1:
                         raise _Corrupt("big-endian checkpoint (not supported)")
                 continue

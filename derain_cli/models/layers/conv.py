@@ -9,9 +9,32 @@ agree with the out-of-place computation up to float rounding.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def layer_of(container: nn.Sequential | nn.ModuleList, index: int, kind: type[ModuleT]) -> ModuleT:
+    """Layer ``index`` of ``container``, checked to be the ``kind`` the network built there.
+
+    Containers hand out plain ``nn.Module``s; the blocks that read a layer's weights directly
+    (fused or matrix-product forms) need its real type, and a changed layout fails here by name.
+    """
+    module = container[index]
+    if not isinstance(module, kind):
+        raise TypeError(f"layer {index} is a {type(module).__name__}, expected {kind.__name__}")
+    return module
+
+
+def bias_of(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a convolution built with one (``nn.Conv2d`` types its bias as optional)."""
+    if conv.bias is None:
+        raise ValueError("this convolution was built without a bias")
+    return conv.bias
 
 
 def recording_grad(*tensors: torch.Tensor) -> bool:

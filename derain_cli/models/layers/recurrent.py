@@ -12,14 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import recording_grad
+from .conv import layer_of, recording_grad
 
 
 def _wrapped_conv(seq: nn.Sequential) -> nn.Conv2d:
     """The convolution inside one of the checkpoints' ``nn.Sequential`` wrappers."""
-    conv = seq[0]
-    assert isinstance(conv, nn.Conv2d)
-    return conv
+    return layer_of(seq, 0, nn.Conv2d)
 
 
 class ConvLSTMGates:
