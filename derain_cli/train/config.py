@@ -67,7 +67,10 @@ class TrainConfig:
         if unknown:
             raise UsageError(f"{source}: unknown training option(s) {', '.join(unknown)}")
         cfg = cls(**values)
-        cfg.synth_short_side = tuple(cfg.synth_short_side)  # JSON gives a list
+        side = tuple(cfg.synth_short_side)  # JSON gives a list
+        if len(side) != 2:
+            raise UsageError(f"{source}: synth_short_side must be (low, high), got {list(side)}")
+        cfg.synth_short_side = (side[0], side[1])
         cfg.validate(source)
         return cfg
 

@@ -86,6 +86,16 @@ def test_config_file_rejects_unknown_options(tmp_path):
         TrainConfig.from_file(path)
 
 
+@pytest.mark.parametrize("sides", [[320], [320, 480, 720]])
+def test_config_file_synth_short_side_needs_two_numbers(tmp_path, sides):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"steps": 10, "synth_short_side": sides}))
+    with pytest.raises(UsageError, match=r"cfg.json: synth_short_side must be \(low, high\), got \["):
+        TrainConfig.from_file(path)
+    path.write_text(json.dumps({"steps": 10, "synth_short_side": [300, 600]}))
+    assert TrainConfig.from_file(path).synth_short_side == (300, 600)
+
+
 def test_no_training_data_is_a_usage_error(tmp_path):
     cfg = TrainConfig(arch="derainlite", steps=1)
     with pytest.raises(UsageError, match="no training data"):
