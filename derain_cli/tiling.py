@@ -321,6 +321,7 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
                 if acc is None:
                     acc = torch.zeros((n, y.shape[1], height, width), dtype=torch.float32)
                     wsum = torch.zeros((1, 1, height, width), dtype=torch.float32)
+                assert wsum is not None  # allocated with acc
                 top_n, bottom_n, left_n, right_n = region.neighbours
                 weight = (_ramp(region.height, top_n, bottom_n, region.ramps[0])[:, None]
                           * _ramp(region.width, left_n, right_n, region.ramps[1])[None, :])
@@ -332,6 +333,7 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
             done += 1
             if progress is not None:
                 progress(done, total)
+    assert acc is not None  # the whole image was covered
     if wsum is not None:
         acc /= wsum
     return acc
